@@ -1,0 +1,217 @@
+"""Command line: ``genaug train | sample | export | list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from genaug.train.config import TrainConfig, config_fields, list_training_families
+
+
+def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
+    from genaug.data import MNISTSample, load_mnist
+
+    if name == "sample":
+        return MNISTSample(train=True), "genaug bundled MNIST sample (1000 train images)"
+    if name == "mnist":
+        ds = load_mnist(root, train=True, download=download)
+        return ds, "MNIST train (60000 images)"
+    path = Path(name)
+    if path.suffix in (".h5", ".hdf5") and path.is_file():
+        from genaug.data.hdf5 import HDF5Dataset
+
+        ds = HDF5Dataset(path)
+        import h5py
+        import torch
+
+        with h5py.File(path, "r") as f:
+            images = torch.from_numpy(f["images"][()])
+        if images.ndim == 3:
+            images = images.unsqueeze(1)
+        return (images, ds.targets), f"HDF5 file {path.name}"
+    raise ValueError(f"--data must be 'mnist', 'sample' or an .h5 file written by genaug export, got {name!r}")
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from genaug.train import Trainer
+
+    settings: dict[str, Any] = {}
+    if args.config:
+        try:
+            settings = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            parser.error(f"--config {args.config}: cannot read a JSON object ({err})")
+        if not isinstance(settings, dict):
+            parser.error(f"--config {args.config}: expected a JSON object, got {type(settings).__name__}")
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in config_fields():
+            parser.error(f"--set expects FIELD=VALUE with FIELD one of {config_fields()}, got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    settings["family"] = args.family
+    for key in ("epochs", "batch_size", "seed", "max_steps", "device"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.no_progress:
+        settings["progress"] = False
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    try:
+        cfg = TrainConfig.from_dict(settings)
+        if distributed:
+            _init_distributed(cfg)
+        data, data_name = _load_data(args.data, args.data_root, args.download)
+        out = Path(args.resume or args.out)
+        command = "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        trainer = Trainer(cfg, data, out_dir=out, data_name=data_name,
+                          resume=bool(args.resume), command=command)
+        result = trainer.fit()
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    state = "interrupted (checkpoint saved, resume with --resume)" if result.interrupted else "done"
+    print(f"{args.family}: {state} at step {result.step}, epoch {result.epoch}; outputs in {out}")
+    return 0
+
+
+def _init_distributed(cfg: TrainConfig) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from genaug.device import get_device
+
+    backend = "nccl" if get_device(cfg.device).type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+
+
+def _sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+    from torchvision.utils import save_image
+
+    from genaug import load_generator
+
+    try:
+        gen = load_generator(args.generator, device=args.device)
+        if gen.num_classes == 0:
+            labels = torch.full((args.per_class * 8,), -1)
+        else:
+            labels = torch.arange(gen.num_classes).repeat_interleave(args.per_class)
+        g = torch.Generator().manual_seed(args.seed)
+        images = gen.sample(labels, generator=g, truncation=args.truncation)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.cpu(), args.out, nrow=args.per_class if gen.num_classes else 8)
+    print(f"wrote {args.out}: {len(labels)} samples, one row per class")
+    return 0
+
+
+def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from genaug import load_generator
+    from genaug.data.hdf5 import export_hdf5
+
+    try:
+        gen = load_generator(args.generator, device=args.device)
+        weights = [float(w) for w in args.class_weights.split(",")] if args.class_weights else None
+        path = export_hdf5(
+            gen, args.out, per_class=args.per_class, n=args.n, class_weights=weights,
+            seed=args.seed, batch_size=args.batch_size, truncation=args.truncation,
+            compression=args.compression, chunk_size=args.chunk_size,
+            with_latents=args.with_latents, overwrite=args.overwrite,
+            generator_name=str(args.generator), progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        parser.error(str(err))
+    print(f"wrote {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from genaug import list_families, list_generators
+
+    print("generators:", ", ".join(list_generators()) or "(none registered)")
+    print("generator families:", ", ".join(list_families()))
+    print("training families:", ", ".join(list_training_families()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genaug import __version__
+
+    parser = argparse.ArgumentParser(prog="genaug", description="Generative data augmentation for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"genaug {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a generator (or autoencoder) family",
+                       description="Train a family on labelled images; see 'genaug list'.")
+    p.add_argument("family", choices=list_training_families(), metavar="FAMILY",
+                   help=f"one of: {', '.join(list_training_families())}")
+    p.add_argument("--data", default="sample", help="'mnist', 'sample' (bundled) or a genaug .h5 file")
+    p.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENAUG_DATA)")
+    p.add_argument("--download", action="store_true", help="download MNIST if missing")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--config", help="JSON file of TrainConfig fields")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one config field")
+    p.add_argument("--resume", metavar="DIR", help="resume the run in DIR from its checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("sample", help="write a PNG grid of samples, one row per class")
+    p.add_argument("--generator", required=True, help="registered name or saved folder")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("export", help="write a labelled synthetic dataset to HDF5")
+    p.add_argument("--generator", required=True, help="registered name or saved folder")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--per-class", type=int)
+    size.add_argument("--n", type=int)
+    p.add_argument("--class-weights", help="comma-separated weights, with --n")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--compression", choices=("lzf", "gzip", "none"), default="lzf")
+    p.add_argument("--chunk-size", type=int)
+    p.add_argument("--with-latents", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("list", help="list registered generators and families")
+    p.set_defaults(func=_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

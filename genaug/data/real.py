@@ -1,0 +1,122 @@
+"""Real data sources: full MNIST through torchvision, and a small bundled MNIST sample."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.datasets import MNIST, VisionDataset
+
+MNIST_CLASSES = [str(i) for i in range(10)]
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """``root`` if given, else the ``GENAUG_DATA`` environment variable."""
+    if root is None:
+        root = os.environ.get("GENAUG_DATA")
+    if root is None:
+        raise ValueError(
+            "no data root: pass root=... (CLI: --data-root DIR) or set GENAUG_DATA to the folder "
+            "that holds MNIST/raw"
+        )
+    return Path(root)
+
+
+def full_mnist_available(root: str | os.PathLike[str] | None = None) -> bool:
+    try:
+        raw = data_root(root) / "MNIST" / "raw"
+    except ValueError:
+        return False
+    return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in MNIST_FILES)
+
+
+def load_mnist(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    train: bool = True,
+    download: bool = False,
+    transform: Callable | None = None,
+    target_transform: Callable | None = None,
+) -> MNIST:
+    """Full MNIST via ``torchvision.datasets.MNIST``; downloads only if ``download=True``.
+
+    Example:
+        >>> ds = load_mnist("data", train=True)  # doctest: +SKIP
+    """
+    root_path = data_root(root)
+    if not download and not full_mnist_available(root_path):
+        raise FileNotFoundError(
+            f"MNIST not found: expected the files {list(MNIST_FILES)} in {root_path / 'MNIST' / 'raw'} "
+            "(torchvision's layout); pass download=True (CLI: --download) to fetch them"
+        )
+    return MNIST(
+        str(root_path), train=train, download=download,
+        transform=transform, target_transform=target_transform,
+    )
+
+
+class MNISTSample(VisionDataset):
+    """A small real MNIST sample shipped inside genaug (100 train / 50 test images per class).
+
+    Items are ``(PIL image, int label)`` like ``torchvision.datasets.MNIST``. MNIST is by
+    Yann LeCun and Corinna Cortes, CC BY-SA 3.0.
+
+    Example:
+        >>> ds = MNISTSample(train=True)
+        >>> len(ds), ds.classes[:3]
+        (1000, ['0', '1', '2'])
+    """
+
+    classes = MNIST_CLASSES
+
+    def __init__(
+        self,
+        *,
+        train: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
+        super().__init__(root="", transform=transform, target_transform=target_transform)
+        self.train = train
+        split = "train" if train else "test"
+        with resources.files("genaug.data").joinpath("assets/mnist_sample.npz").open("rb") as f:
+            arrays = np.load(f)
+            self.data = torch.from_numpy(arrays[f"{split}_images"].copy())
+            self.targets = torch.from_numpy(arrays[f"{split}_labels"].copy())
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img = Image.fromarray(self.data[index].numpy(), mode="L")
+        target = int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+    def extra_repr(self) -> str:
+        return f"Split: {'Train' if self.train else 'Test'}"
+
+
+def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, C, H, W) and int64 labels of an MNIST-like dataset, without its transform."""
+    data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
+    if isinstance(data, torch.Tensor) and isinstance(targets, torch.Tensor):
+        images = data if data.ndim == 4 else data.unsqueeze(1)
+        return images.to(torch.uint8), targets.long()
+    raise ValueError(
+        f"expected a dataset with tensor .data and .targets (MNIST-like), got {type(dataset).__name__}"
+    )

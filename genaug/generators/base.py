@@ -1,0 +1,170 @@
+"""The one interface every user-facing part of genaug talks to."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from genaug._validation import check_float
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A class-labelled image sampler.
+
+    ``sample`` returns float32 images of shape (N, C, H, W) in [0, 1], one per
+    label. The same ``torch.Generator`` state gives identical output.
+    ``num_classes`` is 0 for an unconditional generator, whose labels must all be -1.
+    """
+
+    num_classes: int
+    classes: list[str]
+    image_shape: tuple[int, int, int]
+    latent_dim: int
+
+    def sample(
+        self,
+        labels: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        truncation: float = 1.0,
+    ) -> torch.Tensor: ...
+
+
+class BaseGenerator(nn.Module):
+    """Shared behaviour of genaug's generator wrappers (inference only).
+
+    Subclasses set ``family`` and implement ``_decode(z, labels)`` returning
+    images in [0, 1]. ``truncation`` scales the latent noise (a sampling
+    temperature): 1.0 samples the prior, smaller values trade diversity for
+    typicality.
+    """
+
+    family: str = ""
+
+    def __init__(
+        self,
+        *,
+        config: Any,
+        classes: list[str],
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.classes = list(classes)
+        self.num_classes = len(self.classes)
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.provenance: dict[str, Any] = {}
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Validate a 1-D integer label tensor against this generator's classes."""
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels must be a 1-D integer torch.Tensor, got {type(labels).__name__}")
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(
+                f"labels must be a 1-D integer tensor, got dtype {labels.dtype} and shape "
+                f"{tuple(labels.shape)}"
+            )
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if self.num_classes == 0 and (lo != -1 or hi != -1):
+                raise ValueError(
+                    "this generator is unconditional (num_classes=0): labels must all be -1, "
+                    f"got values in [{lo}, {hi}]"
+                )
+            if self.num_classes and (lo < 0 or hi >= self.num_classes):
+                raise ValueError(
+                    f"labels must be in [0, {self.num_classes - 1}], got values in [{lo}, {hi}]"
+                )
+        return labels.long()
+
+    def noise(
+        self, n: int, *, generator: torch.Generator | None, truncation: float
+    ) -> torch.Tensor:
+        """Latent noise drawn on the generator's device, so the draw is device independent."""
+        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
+        noise_device = generator.device if generator is not None else torch.device("cpu")
+        z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
+        return (z * truncation).to(self.device)
+
+    def sample(
+        self,
+        labels: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        truncation: float = 1.0,
+    ) -> torch.Tensor:
+        """Sample one image per label.
+
+        Args:
+            labels: 1-D integer class indices (all -1 for an unconditional generator).
+            generator: source of randomness; the same state gives identical images.
+            truncation: latent scale in (0, 1].
+
+        Returns:
+            float32 tensor (N, C, H, W) in [0, 1] on this generator's device.
+        """
+        labels = self.check_labels(labels)
+        z = self.noise(labels.numel(), generator=generator, truncation=truncation)
+        was_training = self.training
+        self.eval()
+        try:
+            # no_grad, not inference_mode: samples must stay usable as training inputs.
+            with torch.no_grad():
+                out = self._decode(z, labels.to(self.device))
+        finally:
+            self.train(was_training)
+        return out.float().clamp_(0.0, 1.0)
+
+    def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def card(self) -> dict[str, Any]:
+        """The JSON-serialisable description saved next to the weights."""
+        return {
+            "family": self.family,
+            "config": self.config.to_dict(),
+            "classes": self.classes,
+            "image_shape": list(self.image_shape),
+            "latent_dim": self.latent_dim,
+            "value_range": [0.0, 1.0],
+        }
+
+    def save_pretrained(self, path: str, *, provenance: dict[str, Any] | None = None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` to the folder ``path``."""
+        from genaug.checkpoint import save_generator
+
+        save_generator(self, path, provenance=provenance)
+
+    def extra_repr(self) -> str:
+        return (
+            f"family={self.family!r}, num_classes={self.num_classes}, "
+            f"image_shape={self.image_shape}, latent_dim={self.latent_dim}"
+        )
+
+
+def default_classes(num_classes: int) -> list[str]:
+    return [str(i) for i in range(num_classes)]
+
+
+def check_classes(classes: list[str] | None, num_classes: int) -> list[str]:
+    if classes is None:
+        return default_classes(num_classes)
+    classes = list(classes)
+    if len(classes) != num_classes or not all(isinstance(c, str) for c in classes):
+        raise ValueError(
+            f"classes must be {num_classes} strings (one per class of the model), got {classes!r}"
+        )
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be unique, got {classes!r}")
+    return classes

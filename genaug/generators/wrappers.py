@@ -1,0 +1,203 @@
+"""Inference wrappers that turn trained models into :class:`Generator` objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from genaug._validation import check_float, check_int
+from genaug.generators.base import BaseGenerator, check_classes
+from genaug.models import Classifier, ClassifierConfig, get_model_spec
+from genaug.models.autoencoder import VAE
+from genaug.models.config import ModelConfig
+
+
+class VAEGenerator(BaseGenerator):
+    """Samples a (conditional) VAE's decoder: ``sigmoid(decoder(z, label))`` with z ~ N(0, I).
+
+    Keeps the whole VAE so its encoder stays available (e.g. for pretraining).
+
+    Example:
+        >>> import torch
+        >>> from genaug.models import VAE, VAEConfig
+        >>> gen = VAEGenerator(VAE(VAEConfig(num_classes=10)))
+        >>> gen.sample(torch.tensor([3, 7])).shape
+        torch.Size([2, 1, 28, 28])
+    """
+
+    family = "vae"
+
+    def __init__(self, vae: VAE, *, classes: list[str] | None = None) -> None:
+        cfg = vae.config
+        super().__init__(
+            config=cfg,
+            classes=check_classes(classes, cfg.num_classes),
+            image_shape=cfg.image_shape,
+            latent_dim=cfg.latent_dim,
+        )
+        self.vae = vae
+
+    def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.vae.decode_logits(z, labels if self.num_classes else None))
+
+
+class GANGenerator(BaseGenerator):
+    """Samples a GAN generator (MLP GAN, DCGAN or BEGAN) and maps tanh output to [0, 1]."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        family: str,
+        config: ModelConfig,
+        classes: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            config=config,
+            classes=check_classes(classes, config.num_classes),
+            image_shape=config.image_shape,
+            latent_dim=config.latent_dim,
+        )
+        self.family = family
+        self.net = net
+
+    @classmethod
+    def from_config(
+        cls, family: str, config: ModelConfig, *, classes: list[str] | None = None
+    ) -> GANGenerator:
+        spec = get_model_spec(family)
+        return cls(spec.model_cls.build_generator(config), family=family, config=config, classes=classes)
+
+    def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = self.net(z, labels if self.num_classes else None)
+        return (x + 1.0) * 0.5
+
+
+@dataclasses.dataclass
+class LabelledConfig(ModelConfig):
+    """How an unconditional generator is labelled by a classifier.
+
+    Args:
+        min_confidence: keep a sample only if the classifier's probability for
+            its predicted class is at least this.
+        batch_size: samples drawn per round.
+        max_rounds: rounds before giving up on a class that the base rarely makes.
+    """
+
+    min_confidence: float = 0.0
+    batch_size: int = 256
+    max_rounds: int = 200
+
+    def __post_init__(self) -> None:
+        check_float("min_confidence", self.min_confidence, low=0.0, high=1.0)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("max_rounds", self.max_rounds, minimum=1)
+
+
+class LabelledGenerator(BaseGenerator):
+    """Makes an unconditional generator class-labelled with a classifier.
+
+    Samples are drawn from ``base`` in rounds, labelled by ``classifier``'s
+    prediction, filtered by ``min_confidence`` and handed out per requested
+    class. Deterministic for a given ``torch.Generator`` state.
+
+    Example:
+        >>> import torch
+        >>> from genaug.models import VAE, VAEConfig, Classifier, ClassifierConfig
+        >>> base = VAEGenerator(VAE(VAEConfig()))
+        >>> gen = LabelledGenerator(base, Classifier(ClassifierConfig(num_classes=10)))
+        >>> gen.num_classes
+        10
+    """
+
+    family = "labelled"
+
+    def __init__(
+        self,
+        base: BaseGenerator,
+        classifier: Classifier,
+        *,
+        classes: list[str] | None = None,
+        config: LabelledConfig | None = None,
+    ) -> None:
+        if base.num_classes != 0:
+            raise ValueError(
+                f"base must be an unconditional generator (num_classes=0), got num_classes="
+                f"{base.num_classes}"
+            )
+        if tuple(classifier.config.image_shape) != tuple(base.image_shape):
+            raise ValueError(
+                f"classifier expects images of shape {tuple(classifier.config.image_shape)}, "
+                f"but the base generator makes {tuple(base.image_shape)}"
+            )
+        super().__init__(
+            config=config or LabelledConfig(),
+            classes=check_classes(classes, classifier.config.num_classes),
+            image_shape=base.image_shape,
+            latent_dim=base.latent_dim,
+        )
+        self.base = base
+        self.classifier = classifier
+
+    def sample(
+        self,
+        labels: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        truncation: float = 1.0,
+    ) -> torch.Tensor:
+        labels = self.check_labels(labels).cpu()
+        need = torch.bincount(labels, minlength=self.num_classes)
+        pools: list[list[torch.Tensor]] = [[] for _ in range(self.num_classes)]
+        have = torch.zeros(self.num_classes, dtype=torch.long)
+        cfg: LabelledConfig = self.config
+        self.classifier.eval()
+        for _ in range(cfg.max_rounds):
+            if bool((have >= need).all()):
+                break
+            unl = torch.full((cfg.batch_size,), -1, dtype=torch.long)
+            x = self.base.sample(unl, generator=generator, truncation=truncation)
+            with torch.no_grad():
+                prob = torch.softmax(self.classifier(x.to(self.device)).float(), dim=1).cpu()
+            conf, pred = prob.max(dim=1)
+            keep = conf >= cfg.min_confidence
+            x = x.cpu()
+            for c in range(self.num_classes):
+                if have[c] < need[c]:
+                    got = x[keep & (pred == c)]
+                    pools[c].append(got)
+                    have[c] += got.shape[0]
+        else:
+            if not bool((have >= need).all()):
+                short = {self.classes[c]: (int(have[c]), int(need[c])) for c in range(self.num_classes) if have[c] < need[c]}
+                raise RuntimeError(
+                    f"could not find enough samples after {cfg.max_rounds} rounds of "
+                    f"{cfg.batch_size} at min_confidence={cfg.min_confidence}; "
+                    f"(found, needed) per class: {short}"
+                )
+        out = torch.empty((labels.numel(), *self.image_shape), dtype=torch.float32)
+        for c in range(self.num_classes):
+            idx = (labels == c).nonzero().squeeze(1)
+            if idx.numel():
+                out[idx] = torch.cat(pools[c])[: idx.numel()]
+        return out.to(self.device)
+
+    def card(self) -> dict[str, Any]:
+        card = super().card()
+        card["base"] = self.base.card()
+        card["classifier"] = self.classifier.config.to_dict()
+        return card
+
+
+def build_labelled(card: dict[str, Any]) -> LabelledGenerator:
+    from genaug.registry import build_from_card
+
+    return LabelledGenerator(
+        build_from_card(card["base"]),
+        Classifier(ClassifierConfig.from_dict(card["classifier"])),
+        classes=card["classes"],
+        config=LabelledConfig.from_dict(card["config"]),
+    )

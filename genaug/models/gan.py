@@ -1,0 +1,393 @@
+"""GAN families: MLP GAN, DCGAN and BEGAN, each unconditional or conditional.
+
+Generators output tanh images in [-1, 1]. Discriminators return one logit per
+sample (BEGAN's returns a reconstruction). Conditioning follows the source:
+the one-hot label is joined to z in G and to the input of D; ``conditioning=
+"projection"`` instead adds an inner product of a class embedding with D's
+features (Miyato & Koyama, 2018).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from genaug._validation import (
+    check_choice,
+    check_float,
+    check_image_shape,
+    check_int,
+    check_int_tuple,
+)
+from genaug.models.config import ModelConfig
+from genaug.models.layers import (
+    ConvDecoder,
+    ConvEncoder,
+    MinibatchDiscrimination,
+    join_label_maps,
+    join_label_vector,
+    norm_1d,
+    norm_2d,
+)
+
+CONDITIONING = ("concat", "projection")
+NORMS = ("none", "batch", "layer")
+
+
+@dataclasses.dataclass
+class GANConfigBase(ModelConfig):
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    latent_dim: int = 100
+    num_classes: int = 0
+    conditioning: str = "concat"
+    minibatch_features: int = 0
+    minibatch_kernel_dim: int = 5
+    g_dropout: float = 0.0
+    leaky_slope: float = 0.2
+
+    def _check_common(self, multiple_of: int) -> None:
+        self.image_shape = check_image_shape("image_shape", self.image_shape, multiple_of=multiple_of)
+        check_int("latent_dim", self.latent_dim, minimum=1)
+        check_int("num_classes", self.num_classes, minimum=0)
+        check_choice("conditioning", self.conditioning, CONDITIONING)
+        check_int("minibatch_features", self.minibatch_features, minimum=0)
+        check_int("minibatch_kernel_dim", self.minibatch_kernel_dim, minimum=1)
+        check_float("g_dropout", self.g_dropout, low=0.0, high=1.0, high_open=True)
+        check_float("leaky_slope", self.leaky_slope, low=0.0, high=1.0)
+
+
+class DiscriminatorHead(nn.Module):
+    """Optional minibatch discrimination, a linear logit and an optional projection term."""
+
+    def __init__(self, in_features: int, config: GANConfigBase) -> None:
+        super().__init__()
+        self.mbd = (
+            MinibatchDiscrimination(
+                in_features, config.minibatch_features, config.minibatch_kernel_dim
+            )
+            if config.minibatch_features
+            else None
+        )
+        f = self.mbd.out_features if self.mbd is not None else in_features
+        self.linear = nn.Linear(f, 1)
+        self.embed = (
+            nn.Embedding(config.num_classes, f)
+            if config.num_classes and config.conditioning == "projection"
+            else None
+        )
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.mbd is not None:
+            h = self.mbd(h)
+        out = self.linear(h).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(labels) * h).sum(dim=1)
+        return out
+
+
+def _d_input(x: torch.Tensor, labels: torch.Tensor | None, config: GANConfigBase) -> torch.Tensor:
+    k = config.num_classes if config.conditioning == "concat" else 0
+    return join_label_maps(x, labels, k)
+
+
+def _d_in_channels(config: GANConfigBase) -> int:
+    extra = config.num_classes if config.conditioning == "concat" else 0
+    return config.image_shape[0] + extra
+
+
+# ---------------------------------------------------------------- MLP GAN
+
+
+@dataclasses.dataclass
+class GANConfig(GANConfigBase):
+    """MLP GAN: G 100 -> 1024 -> 1024 -> 784 (ReLU, tanh out); D 784 -> 256 -> 256 -> 1 (LeakyReLU).
+
+    Args:
+        g_hidden: hidden widths of G.
+        d_hidden: hidden widths of D.
+        g_norm: "none" or "batch" normalisation after G's hidden layers.
+    """
+
+    g_hidden: tuple[int, ...] = (1024, 1024)
+    d_hidden: tuple[int, ...] = (256, 256)
+    g_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        self._check_common(multiple_of=1)
+        self.g_hidden = check_int_tuple("g_hidden", self.g_hidden)
+        self.d_hidden = check_int_tuple("d_hidden", self.d_hidden)
+        check_choice("g_norm", self.g_norm, ("none", "batch"))
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        f = config.latent_dim + config.num_classes
+        for width in config.g_hidden:
+            layers += [nn.Linear(f, width), norm_1d(config.g_norm, width), nn.ReLU()]
+            if config.g_dropout:
+                layers.append(nn.Dropout(config.g_dropout))
+            f = width
+        c, h, w = config.image_shape
+        layers += [nn.Linear(f, c * h * w), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.net(join_label_vector(z, labels, self.config.num_classes))
+        return out.view(-1, *self.config.image_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, h, w = config.image_shape
+        extra = config.num_classes if config.conditioning == "concat" else 0
+        layers: list[nn.Module] = []
+        f = c * h * w + extra
+        for width in config.d_hidden:
+            layers += [nn.Linear(f, width), nn.LeakyReLU(config.leaky_slope)]
+            f = width
+        self.trunk = nn.Sequential(*layers)
+        self.out_features = f
+        self.head = DiscriminatorHead(f, config)
+
+    def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        k = self.config.num_classes if self.config.conditioning == "concat" else 0
+        return self.trunk(join_label_vector(x.flatten(1), labels, k))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, labels), labels)
+
+
+class GAN(nn.Module):
+    """MLP GAN: ``generator(z, labels)`` and ``discriminator(x, labels)``."""
+
+    def __init__(self, config: GANConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = MLPGenerator(config)
+        self.discriminator = MLPDiscriminator(config)
+
+    @staticmethod
+    def build_generator(config: GANConfig) -> nn.Module:
+        return MLPGenerator(config)
+
+
+# ---------------------------------------------------------------- DCGAN
+
+
+@dataclasses.dataclass
+class DCGANConfig(GANConfigBase):
+    """DCGAN.
+
+    G: dense 1024 + BN -> dense 7*7*128 + BN -> convT 4x4 s2 (64) + BN -> convT 4x4 s2 (C), tanh.
+    D ("pool", the source's): conv 5x5 (32) -> pool -> conv 5x5 (64) -> pool -> dense 1024 -> 1,
+    LeakyReLU. D ("strided", the source's advice): stride-2 4x4 convolutions, no pooling.
+
+    Args:
+        g_dense: width of G's first dense layer.
+        g_channels: channels of G's feature maps, coarsest first; one stride-2 stage each.
+        d_arch: "pool" or "strided".
+        d_channels: D's convolution channels.
+        d_dense: width of D's dense layer (0: none).
+        d_norm: "none", "batch" or "layer" normalisation in D (not on its first layer).
+            Use "none" or "layer" with a gradient penalty.
+    """
+
+    g_dense: int = 1024
+    g_channels: tuple[int, ...] = (128, 64)
+    d_arch: str = "pool"
+    d_channels: tuple[int, ...] = (32, 64)
+    d_dense: int = 1024
+    d_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        self.g_channels = check_int_tuple("g_channels", self.g_channels)
+        self.d_channels = check_int_tuple("d_channels", self.d_channels)
+        self._check_common(multiple_of=2 ** max(len(self.g_channels), len(self.d_channels)))
+        check_int("g_dense", self.g_dense, minimum=1)
+        check_choice("d_arch", self.d_arch, ("pool", "strided"))
+        check_int("d_dense", self.d_dense, minimum=0)
+        check_choice("d_norm", self.d_norm, NORMS)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        num_classes: int,
+        dense: int,
+        channels: tuple[int, ...],
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        c, h, w = image_shape
+        scale = 2 ** len(channels)
+        self.start_shape = (channels[0], h // scale, w // scale)
+        n0 = channels[0] * (h // scale) * (w // scale)
+        drop = [nn.Dropout(dropout)] if dropout else []
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim + num_classes, dense),
+            nn.BatchNorm1d(dense),
+            nn.ReLU(),
+            *drop,
+            nn.Linear(dense, n0),
+            nn.BatchNorm1d(n0),
+            nn.ReLU(),
+            *([nn.Dropout(dropout)] if dropout else []),
+        )
+        layers: list[nn.Module] = []
+        outs = tuple(channels[1:]) + (c,)
+        ch = channels[0]
+        for i, out in enumerate(outs):
+            layers.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
+            if i < len(outs) - 1:
+                layers += [nn.BatchNorm2d(out), nn.ReLU()]
+            ch = out
+        layers.append(nn.Tanh())
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.fc(join_label_vector(z, labels, self.num_classes))
+        return self.conv(h.view(-1, *self.start_shape))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, config: DCGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, h, w = config.image_shape
+        act = config.leaky_slope
+        layers: list[nn.Module] = []
+        ch = _d_in_channels(config)
+        for i, out in enumerate(config.d_channels):
+            norm = norm_2d(config.d_norm, out) if i > 0 else nn.Identity()
+            if config.d_arch == "pool":
+                layers += [nn.Conv2d(ch, out, 5, padding=2), norm, nn.LeakyReLU(act), nn.MaxPool2d(2)]
+            else:
+                layers += [nn.Conv2d(ch, out, 4, stride=2, padding=1), norm, nn.LeakyReLU(act)]
+            ch = out
+        layers.append(nn.Flatten())
+        scale = 2 ** len(config.d_channels)
+        f = ch * (h // scale) * (w // scale)
+        if config.d_dense:
+            layers += [nn.Linear(f, config.d_dense), nn.LeakyReLU(act)]
+            f = config.d_dense
+        self.trunk = nn.Sequential(*layers)
+        self.out_features = f
+        self.head = DiscriminatorHead(f, config)
+
+    def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.trunk(_d_input(x, labels, self.config))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, labels), labels)
+
+
+class DCGAN(nn.Module):
+    """Deep convolutional GAN: ``generator(z, labels)`` and ``discriminator(x, labels)``."""
+
+    def __init__(self, config: DCGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = self.build_generator(config)
+        self.discriminator = DCGANDiscriminator(config)
+
+    @staticmethod
+    def build_generator(config: DCGANConfig) -> nn.Module:
+        return DCGANGenerator(
+            config.image_shape,
+            config.latent_dim,
+            config.num_classes,
+            config.g_dense,
+            config.g_channels,
+            config.g_dropout,
+        )
+
+
+# ---------------------------------------------------------------- BEGAN
+
+
+@dataclasses.dataclass
+class BEGANConfig(GANConfigBase):
+    """BEGAN: a DCGAN-style generator and an autoencoder as discriminator.
+
+    Args:
+        latent_dim: G's noise size.
+        g_dense, g_channels: as in DCGANConfig.
+        d_channels: channels of the discriminator's encoder (and, reversed, its decoder).
+        d_latent: size of the discriminator's bottleneck code.
+    """
+
+    latent_dim: int = 64
+    g_dense: int = 1024
+    g_channels: tuple[int, ...] = (128, 64)
+    d_channels: tuple[int, ...] = (32, 64)
+    d_latent: int = 64
+
+    def __post_init__(self) -> None:
+        self.g_channels = check_int_tuple("g_channels", self.g_channels)
+        self.d_channels = check_int_tuple("d_channels", self.d_channels)
+        self._check_common(multiple_of=2 ** max(len(self.g_channels), len(self.d_channels)))
+        if self.minibatch_features:
+            raise ValueError(
+                "minibatch_features must be 0 for BEGAN (its discriminator is an autoencoder "
+                f"with no logit head), got {self.minibatch_features}"
+            )
+        if self.conditioning != "concat":
+            raise ValueError(f"conditioning must be 'concat' for BEGAN, got {self.conditioning!r}")
+        check_int("g_dense", self.g_dense, minimum=1)
+        check_int("d_latent", self.d_latent, minimum=1)
+
+
+class BEGANDiscriminator(nn.Module):
+    """Autoencoder discriminator: returns the reconstruction of its input, in [-1, 1]."""
+
+    def __init__(self, config: BEGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, h, w = config.image_shape
+        self.encoder_trunk = ConvEncoder(
+            _d_in_channels(config), config.d_channels, (h, w), kernel_size=3, activation="elu"
+        )
+        self.to_code = nn.Linear(self.encoder_trunk.out_features, config.d_latent)
+        self.decoder = ConvDecoder(
+            config.d_latent + config.num_classes, config.d_channels, c, (h, w),
+            kernel_size=3, activation="elu",
+        )
+        self.out_features = config.d_latent
+
+    def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.to_code(self.encoder_trunk(_d_input(x, labels, self.config)))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        code = join_label_vector(self.features(x, labels), labels, self.config.num_classes)
+        return torch.tanh(self.decoder(code))
+
+
+class BEGAN(nn.Module):
+    """Boundary equilibrium GAN (Berthelot et al., 2017)."""
+
+    def __init__(self, config: BEGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = self.build_generator(config)
+        self.discriminator = BEGANDiscriminator(config)
+
+    @staticmethod
+    def build_generator(config: BEGANConfig) -> nn.Module:
+        return DCGANGenerator(
+            config.image_shape,
+            config.latent_dim,
+            config.num_classes,
+            config.g_dense,
+            config.g_channels,
+            config.g_dropout,
+        )

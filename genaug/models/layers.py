@@ -1,0 +1,157 @@
+"""Building blocks shared by the model families."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    return F.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def join_label_maps(x: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """Join a one-hot label to an image as ``num_classes`` constant channels (the cGAN input)."""
+    if num_classes == 0:
+        return x
+    maps = one_hot(labels, num_classes, x.dtype)[:, :, None, None]
+    return torch.cat([x, maps.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
+
+
+def join_label_vector(h: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """Join a one-hot label to a flat vector (latent code or flattened image)."""
+    if num_classes == 0:
+        return h
+    return torch.cat([h, one_hot(labels, num_classes, h.dtype)], dim=1)
+
+
+def norm_1d(kind: str, features: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(features)
+    if kind == "layer":
+        return nn.LayerNorm(features)
+    return nn.Identity()
+
+
+def norm_2d(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        # GroupNorm with one group normalises over (C, H, W) per sample, like LayerNorm,
+        # and keeps the critic's per-sample gradients intact for WGAN-GP.
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al., 2016).
+
+    Each sample's features are projected to ``num_kernels`` rows of
+    ``kernel_dim`` values; for every kernel the layer sums
+    ``exp(-L1 distance)`` to the other samples of the batch and appends the sums
+    to the features. A collapsed generator makes these sums large, which the
+    discriminator can see. Usable after the trunk of any discriminator.
+
+    Args:
+        in_features: size of the incoming feature vector.
+        num_kernels: number of similarity features appended (B in the paper).
+        kernel_dim: size of each projected row (C in the paper).
+    """
+
+    def __init__(self, in_features: int, num_kernels: int, kernel_dim: int = 5) -> None:
+        super().__init__()
+        self.num_kernels = num_kernels
+        self.kernel_dim = kernel_dim
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) * 0.1)
+        self.out_features = in_features + num_kernels
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        m = (h @ self.T).view(-1, self.num_kernels, self.kernel_dim)
+        dist = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3)  # (N, N, B)
+        # Subtract the self-similarity exp(0) = 1 so a sample is not compared with itself.
+        o = torch.exp(-dist).sum(dim=0) - 1.0
+        return torch.cat([h, o], dim=1)
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 5x5 convolutions, each halving H and W, then flatten."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: tuple[int, ...],
+        image_hw: tuple[int, int],
+        *,
+        kernel_size: int = 5,
+        activation: str = "relu",
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for out in channels:
+            layers += [
+                nn.Conv2d(c, out, kernel_size, stride=2, padding=(kernel_size - 1) // 2),
+                norm_2d(norm, out),
+                _act(activation),
+            ]
+            c = out
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        scale = 2 ** len(channels)
+        self.feature_shape = (c, image_hw[0] // scale, image_hw[1] // scale)
+        self.out_features = c * self.feature_shape[1] * self.feature_shape[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """Dense to a (C, H/2^k, W/2^k) map, then stride-2 transposed convolutions up to the image.
+
+    Returns pre-activation values: the caller applies sigmoid or tanh.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        channels: tuple[int, ...],
+        out_channels: int,
+        image_hw: tuple[int, int],
+        *,
+        kernel_size: int = 5,
+        activation: str = "relu",
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        scale = 2 ** len(channels)
+        h0, w0 = image_hw[0] // scale, image_hw[1] // scale
+        rev = tuple(reversed(channels))  # e.g. (32, 16)
+        self.start_shape = (rev[0], h0, w0)
+        self.fc = nn.Sequential(
+            nn.Linear(in_features, rev[0] * h0 * w0), norm_1d(norm, rev[0] * h0 * w0), _act(activation)
+        )
+        layers: list[nn.Module] = []
+        outs = rev[1:] + (out_channels,)
+        c = rev[0]
+        pad = (kernel_size - 1) // 2
+        out_pad = 2 - kernel_size + 2 * pad  # makes each stage exactly double H and W
+        for i, out in enumerate(outs):
+            layers.append(
+                nn.ConvTranspose2d(c, out, kernel_size, stride=2, padding=pad, output_padding=out_pad)
+            )
+            if i < len(outs) - 1:
+                layers += [norm_2d(norm, out), _act(activation)]
+            c = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(h).view(-1, *self.start_shape))
+
+
+def _act(name: str) -> nn.Module:
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2)
+    if name == "elu":
+        return nn.ELU()
+    return nn.ReLU()

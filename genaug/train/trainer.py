@@ -1,0 +1,481 @@
+"""The training loop shared by every family: read it top to bottom."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DistributedSampler
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from genaug.checkpoint import load_training_checkpoint, save_module, save_training_checkpoint
+from genaug.data.real import as_tensors
+from genaug.device import get_device
+from genaug.models import make_config
+from genaug.train.config import TrainConfig
+from genaug.train.steps import STEPS, ReconstructionStep, Step, VAEStep
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    epoch: int
+    interrupted: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Seed for the noise of one step: a pure function of (seed, rank, step), so resume is exact."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def ema_with_warmup(decay: float) -> Any:
+    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates,
+    so the average is not dominated by the random initial weights in short runs."""
+
+    @torch.no_grad()
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: Any) -> None:
+        if not ema_params[0].is_floating_point():  # e.g. BatchNorm's num_batches_tracked
+            torch._foreach_copy_(ema_params, params)
+            return
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
+
+
+def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Float images (N, C, H, W) in [0, 1], int64 labels and class names from a dataset or pair."""
+    if isinstance(data, tuple) and len(data) == 2:
+        images, labels = data
+        classes = None
+    else:
+        images, labels = as_tensors(data)
+        classes = getattr(data, "classes", None)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(
+            f"expected images as a tensor of shape (N, C, H, W), got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+        )
+    if images.shape[0] == 0 or labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"expected N > 0 images and N labels, got {images.shape[0]} images and labels of "
+            f"shape {tuple(labels.shape)}"
+        )
+    if images.dtype == torch.uint8:
+        images = images.float().div_(255)
+    elif images.is_floating_point():
+        lo, hi = float(images.min()), float(images.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:
+            raise ValueError(f"expected float images in [0, 1], got values in [{lo}, {hi}]")
+        images = images.float()
+    else:
+        raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
+    labels = labels.long()
+    if int(labels.min()) < 0:
+        raise ValueError(f"expected labels >= 0, got minimum {int(labels.min())}")
+    num_classes = int(labels.max()) + 1
+    if classes is None:
+        classes = [str(i) for i in range(num_classes)]
+    classes = list(classes)
+    if len(classes) < num_classes:
+        raise ValueError(f"labels go up to {num_classes - 1} but only {len(classes)} classes are named")
+    return images, labels, classes
+
+
+class Trainer:
+    """Fits one family on labelled images.
+
+    Args:
+        config: the run's settings.
+        data: a dataset with tensor ``.data``/``.targets`` (MNIST-like) or an
+            ``(images, labels)`` pair; images uint8 or float in [0, 1].
+        out_dir: where checkpoints, the shareable generator, grids and logs go.
+        data_name: recorded in the generator card as the training data.
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+
+    Example:
+        >>> from genaug.data import MNISTSample
+        >>> from genaug.train import Trainer, TrainConfig
+        >>> cfg = TrainConfig(family="cvae", max_steps=5, progress=False, device="cpu")
+        >>> Trainer(cfg, MNISTSample(), out_dir="runs/cvae").fit()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Any,
+        *,
+        out_dir: str | os.PathLike[str],
+        data_name: str = "custom",
+        resume: bool = False,
+        command: str | None = None,
+    ) -> None:
+        self.cfg = config
+        self.out_dir = Path(out_dir)
+        self.data_name = data_name
+        self.command = command
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.is_main = self.rank == 0
+        self.device = get_device(config.device)
+        if self.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+        images, labels, classes = prepare_data(data)
+        self.classes = classes
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        n_local = len(labels) // self.world
+        if n_local < config.batch_size:
+            raise ValueError(
+                f"batch_size must be <= the images per process ({n_local}), got {config.batch_size}"
+            )
+        image_shape = tuple(images.shape[1:])
+        preset = config.preset
+        self.model_cfg = make_config(
+            preset.model, config.model_config(image_shape=image_shape, num_classes=len(classes))
+        )
+
+        # Same initial weights on every rank; DDP also broadcasts them from rank 0.
+        torch.manual_seed(config.seed)
+        self.step_impl: Step = STEPS[preset.objective](
+            config, self.model_cfg, wrap=self._wrap_ddp, autocast=self._autocast()
+        )
+        for net in self.step_impl.nets.values():
+            net.to(self.device)
+        target = self.step_impl.ema_target()
+        self.ema = (
+            AveragedModel(target, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
+            if target is not None and config.ema_decay > 0
+            else None
+        )
+        self.sampler = DistributedSampler(
+            range(len(labels)), num_replicas=self.world, rank=self.rank,
+            shuffle=True, seed=config.seed, drop_last=True,
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict[str, float]] = []
+        self._stop = False
+        self.writer = self._tensorboard() if self.is_main else None
+        g = torch.Generator().manual_seed(config.seed + 12345)
+        self.fixed_labels = self._grid_labels()
+        self.fixed_noise = torch.randn(len(self.fixed_labels), self.model_cfg.latent_dim, generator=g) \
+            if hasattr(self.model_cfg, "latent_dim") else None
+        pick = torch.randperm(len(labels), generator=g)[:64].to(self.device)
+        self.fixed_real, self.fixed_real_labels = self.images[pick], self.labels[pick]
+        if resume and (self.out_dir / CHECKPOINT_NAME).exists():
+            self.load_checkpoint(self.out_dir / CHECKPOINT_NAME)
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _wrap_ddp(self, module: nn.Module) -> nn.Module:
+        if not self.distributed:
+            return module
+        module.to(self.device)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def _autocast(self) -> Any:
+        if self.cfg.amp == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        return None
+
+    def _tensorboard(self) -> Any:
+        if self.cfg.tensorboard == "off":
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            if self.cfg.tensorboard == "on":
+                raise ValueError("tensorboard='on' needs the tensorboard package: pip install tensorboard") from None
+            return None
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _grid_labels(self) -> torch.Tensor:
+        k = len(self.classes) if getattr(self.model_cfg, "num_classes", 0) else 0
+        per = self.cfg.grid_per_class
+        if k:
+            return torch.arange(k).repeat_interleave(per)
+        return torch.full((64,), -1)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "config": self.cfg.to_dict(),
+            "nets": {k: v.state_dict() for k, v in self.step_impl.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.step_impl.optimizers.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "extra": self.step_impl.extra_state(),
+            "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.out_dir / CHECKPOINT_NAME
+        if self.is_main:
+            save_training_checkpoint(self.state_dict(), path)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        state = load_training_checkpoint(path)
+        saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "max_steps", "progress", "device")}
+        now = {k: v for k, v in self.cfg.to_dict().items() if k in saved}
+        if saved != now:
+            diff = sorted(k for k in saved if saved[k] != now.get(k))
+            raise ValueError(
+                f"{path}: checkpoint was written with different settings for {diff}; "
+                "resume with the same config (only epochs and max_steps may change)"
+            )
+        for k, net in self.step_impl.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, opt in self.step_impl.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step_impl.load_extra_state(state["extra"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+
+    # ------------------------------------------------------------------ outputs
+
+    def sampling_module(self) -> nn.Module | None:
+        if self.ema is not None:
+            return self.ema.module
+        return self.step_impl.ema_target()
+
+    def generator(self) -> Any:
+        """The trained generator (EMA weights when EMA is on), or None for the autoencoder."""
+        module = self.sampling_module()
+        if module is None:
+            return None
+        gen = self.step_impl.make_generator(module, self.classes)
+        gen.provenance = {**self._provenance(), "ema": self.ema is not None}
+        return gen
+
+    def _provenance(self) -> dict[str, Any]:
+        return {
+            "training_family": self.cfg.family,
+            "training_data": self.data_name,
+            "steps": self.step,
+            "epochs": self.epoch,
+            "train_config": self.cfg.to_dict(),
+            **({"command": self.command} if self.command else {}),
+        }
+
+    def save_outputs(self) -> None:
+        if not self.is_main:
+            return
+        gen = self.generator()
+        if gen is not None:
+            gen.save_pretrained(self.out_dir)
+        else:
+            save_module(self.step_impl.nets["model"], "autoencoder", self.model_cfg, self.out_dir,
+                        provenance=self._provenance())
+        if "discriminator" in self.step_impl.nets:
+            # Kept for pretraining classifiers from the discriminator's trunk.
+            save_module(self.step_impl.nets["discriminator"], self.cfg.preset.model, self.model_cfg,
+                        self.out_dir / "discriminator", part="discriminator",
+                        provenance=self._provenance())
+
+    @torch.no_grad()
+    def write_grid(self) -> Path | None:
+        """Sample grid from fixed noise, one row per class (reconstructions for the autoencoder)."""
+        if not self.is_main:
+            return None
+        name = f"epoch_{self.epoch:03d}" if self.batch_in_epoch == 0 else f"step_{self.step:07d}"
+        path = self.out_dir / "grids" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.step_impl, ReconstructionStep):
+            net = self.step_impl.nets["model"]
+            net.eval()
+            x = self.fixed_real[:32]
+            save_image(torch.cat([x, torch.sigmoid(net(x))]).cpu(), path, nrow=8)
+            net.train()
+            return path
+        imgs = self.sample_fixed()
+        save_image(imgs, path, nrow=self.cfg.grid_per_class if self.fixed_labels[0] >= 0 else 8)
+        return path
+
+    @torch.no_grad()
+    def sample_fixed(self) -> torch.Tensor:
+        gen = self.step_impl.make_generator(self.sampling_module(), self.classes)
+        z = self.fixed_noise.to(self.device)
+        labels = self.fixed_labels.to(self.device)
+        was = gen.training
+        gen.eval()
+        out = gen._decode(z, labels).float().clamp(0, 1).cpu()
+        gen.train(was)
+        return out
+
+    @torch.no_grad()
+    def diversity(self) -> float | None:
+        """Mean pairwise distance of fixed-noise samples over that of real images (mode-collapse signal)."""
+        if isinstance(self.step_impl, ReconstructionStep):
+            return None
+        fake = self.sample_fixed().flatten(1)
+        real = self.fixed_real.cpu().flatten(1)
+        return float(torch.pdist(fake).mean() / torch.pdist(real).mean())
+
+    # ------------------------------------------------------------------ the loop
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._stop = True
+
+    def fit(self) -> TrainResult:
+        """Train until ``epochs`` or ``max_steps``; returns early (checkpointed) on SIGTERM."""
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            interrupted = self._loop()
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+            if self.writer is not None:
+                self.writer.flush()
+        return TrainResult(self.out_dir, self.step, self.epoch, interrupted, self.history)
+
+    def _loop(self) -> bool:
+        cfg = self.cfg
+        bs = cfg.batch_size
+        for net in self.step_impl.nets.values():
+            net.train()
+        log_path = self.out_dir / "log.jsonl"
+        while self.epoch < cfg.epochs:
+            # Data order: a permutation of (seed, epoch), sharded by rank.
+            self.sampler.set_epoch(self.epoch)
+            order = torch.tensor(list(self.sampler), device=self.device)
+            n_batches = len(order) // bs
+            bar = tqdm(
+                total=n_batches, initial=self.batch_in_epoch, desc=f"{cfg.family} epoch {self.epoch + 1}/{cfg.epochs}",
+                disable=not (cfg.progress and self.is_main), dynamic_ncols=True, leave=True, file=sys.stderr,
+            )
+            t0, seen = time.perf_counter(), 0
+            while self.batch_in_epoch < n_batches:
+                idx = order[self.batch_in_epoch * bs : (self.batch_in_epoch + 1) * bs]
+                x, y = self.images[idx], self.labels[idx]
+                if cfg.input_range == "tanh":
+                    x = x * 2 - 1
+
+                # One optimisation step, its noise seeded by (seed, rank, step).
+                torch.manual_seed(step_seed(cfg.seed, self.rank, self.step))
+                losses = self.step_impl.train_step(x, y, self.step)
+                self._check_finite(losses)
+                self._sync_buffers()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.step_impl.ema_target())
+                self.step += 1
+                self.batch_in_epoch += 1
+                seen += bs
+                bar.update(1)
+
+                # Logging, checkpoints, stop conditions.
+                if self.step % cfg.log_every == 0 or self.batch_in_epoch == n_batches:
+                    row = {k: float(v) for k, v in losses.items()}
+                    row.update(step=self.step, epoch=self.epoch + 1,
+                               images_per_s=seen * self.world / max(time.perf_counter() - t0, 1e-9))
+                    self.history.append(row)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "epoch")})
+                    if self.is_main:
+                        with open(log_path, "a") as f:
+                            f.write(json.dumps(row) + "\n")
+                        if self.writer is not None:
+                            for k, v in losses.items():
+                                self.writer.add_scalar(f"loss/{k}", float(v), self.step)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                stop = self._stop_requested()
+                if stop or (cfg.max_steps and self.step >= cfg.max_steps):
+                    bar.close()
+                    self.write_grid()
+                    self.save_checkpoint()
+                    self.save_outputs()
+                    return stop
+            bar.close()
+
+            # End of epoch: grid, mode-collapse signal, latent histograms, checkpoint, generator.
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._end_of_epoch()
+            self.save_checkpoint()
+            self.save_outputs()
+        return False
+
+    def _sync_buffers(self) -> None:
+        """DDP broadcasts buffers from rank 0 at each forward, but a forward then updates
+        BatchNorm statistics locally: broadcast them after the step so every rank (and the
+        EMA) holds the same state at step boundaries."""
+        if not self.distributed:
+            return
+        for net in self.step_impl.nets.values():
+            for buf in net.buffers():
+                dist.broadcast(buf, src=0)
+
+    def _stop_requested(self) -> bool:
+        if not self.distributed:
+            return self._stop
+        flag = torch.tensor([1.0 if self._stop else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            if not math.isfinite(float(value)):
+                raise NonFiniteLossError(
+                    f"non-finite {name} loss ({float(value)}) at step {self.step + 1}; "
+                    f"the last good checkpoint is kept at {self.out_dir / CHECKPOINT_NAME}"
+                )
+
+    def _end_of_epoch(self) -> None:
+        if not self.is_main:
+            return
+        grid = self.write_grid()
+        div = self.diversity()
+        row: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "grid": str(grid)}
+        if div is not None:
+            row["diversity"] = div
+            if div < 0.5:
+                tqdm.write(f"warning: sample diversity {div:.2f} of real; possible mode collapse")
+        with open(self.out_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            if div is not None:
+                self.writer.add_scalar("diversity", div, self.step)
+            if isinstance(self.step_impl, VAEStep):
+                # The source checks that the codes stay close to a unit Gaussian.
+                with torch.no_grad():
+                    mu, logvar = self.step_impl.encode_mu(self.fixed_real, self.fixed_real_labels)
+                self.writer.add_histogram("latent/mu", mu, self.step)
+                self.writer.add_histogram("latent/sigma", torch.exp(0.5 * logvar), self.step)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genaug
+from genaug.generators import Generator, LabelledConfig, LabelledGenerator
+
+from helpers import tiny_generator
+
+ALL = ["vae", "gan", "dcgan", "began", "labelled"]
+
+
+def labels_for(gen, n=12):
+    if gen.num_classes == 0:
+        return torch.full((n,), -1)
+    return torch.arange(n) % gen.num_classes
+
+
+def test_every_family_has_a_generator_test():
+    assert set(genaug.list_families()) == set(ALL)
+
+
+@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_sample_contract(family, num_classes):
+    if family == "labelled" and num_classes == 0:
+        pytest.skip("a labelled generator always has classes")
+    gen = tiny_generator(family, num_classes)
+    assert isinstance(gen, Generator)
+    assert gen.num_classes == len(gen.classes) == (10 if family == "labelled" else num_classes)
+    x = gen.sample(labels_for(gen), generator=torch.Generator().manual_seed(1))
+    assert x.dtype == torch.float32
+    assert x.shape == (12, *gen.image_shape) == (12, 1, 28, 28)
+    assert torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_same_generator_state_same_images(family):
+    gen = tiny_generator(family)
+    a = gen.sample(labels_for(gen), generator=torch.Generator().manual_seed(7))
+    b = gen.sample(labels_for(gen), generator=torch.Generator().manual_seed(7))
+    c = gen.sample(labels_for(gen), generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_save_load_round_trip(family, tmp_path):
+    gen = tiny_generator(family)
+    gen.save_pretrained(tmp_path / "g", provenance={"training_data": "none", "steps": 0})
+    loaded = genaug.load_generator(tmp_path / "g")
+    assert type(loaded) is type(gen) and loaded.classes == gen.classes
+    assert loaded.provenance["training_data"] == "none"
+    assert loaded.provenance["genaug_version"] == genaug.__version__
+    y = labels_for(gen)
+    assert torch.equal(
+        gen.sample(y, generator=torch.Generator().manual_seed(3)),
+        loaded.sample(y, generator=torch.Generator().manual_seed(3)),
+    )
+
+
+def test_truncation_scales_latents():
+    gen = tiny_generator("vae")
+    z1 = gen.noise(100, generator=torch.Generator().manual_seed(0), truncation=1.0)
+    z5 = gen.noise(100, generator=torch.Generator().manual_seed(0), truncation=0.5)
+    assert torch.allclose(z5, z1 * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (torch.tensor([0, 10]), r"labels must be in \[0, 9\], got values in \[0, 10\]"),
+        (torch.tensor([-1]), r"in \[0, 9\]"),
+        (torch.tensor([[1, 2]]), "1-D integer tensor"),
+        (torch.tensor([1.0]), "1-D integer tensor"),
+        ([1, 2], "torch.Tensor"),
+    ],
+)
+def test_bad_labels(labels, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_generator("dcgan").sample(labels)
+
+
+def test_unconditional_requires_minus_one_labels():
+    gen = tiny_generator("gan", 0)
+    with pytest.raises(ValueError, match="unconditional"):
+        gen.sample(torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("truncation", [0.0, -1.0, 1.5, float("nan")])
+def test_bad_truncation(truncation):
+    with pytest.raises(ValueError, match="truncation"):
+        tiny_generator("vae").sample(torch.tensor([1]), truncation=truncation)
+
+
+def test_labelled_generator_labels_with_classifier_and_confidence():
+    gen = tiny_generator("labelled")
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 5])
+    # An untrained classifier is not confident: a high bar finds nothing and says so.
+    strict = LabelledGenerator(gen.base, gen.classifier, config=LabelledConfig(min_confidence=0.99, max_rounds=2))
+    with pytest.raises(RuntimeError, match="could not find enough samples"):
+        strict.sample(y)
+    # With a bias that forces class 4, every sample of class 4 is found and others are missing.
+    with torch.no_grad():
+        gen.classifier.head[1].bias.zero_()
+        gen.classifier.head[1].bias[4] = 100.0
+    x = LabelledGenerator(gen.base, gen.classifier, config=LabelledConfig(max_rounds=1)).sample(
+        torch.full((5,), 4)
+    )
+    assert x.shape == (5, 1, 28, 28)
+    assert gen.classifier(x).argmax(1).eq(4).all()
+
+
+def test_labelled_generator_rejects_conditional_base():
+    with pytest.raises(ValueError, match="unconditional"):
+        LabelledGenerator(tiny_generator("vae", 10), tiny_generator("labelled").classifier)
+
+
+def test_sample_does_not_touch_global_rng():
+    gen = tiny_generator("dcgan")
+    state = torch.get_rng_state()
+    gen.sample(torch.tensor([1, 2]), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(state, torch.get_rng_state())

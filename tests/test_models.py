@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genaug.models import (
+    DCGANConfig,
+    GANConfig,
+    MinibatchDiscrimination,
+    VAEConfig,
+    build_model,
+    list_models,
+    make_config,
+)
+from genaug.models.autoencoder import VAE
+
+from conftest import TINY_MODEL
+
+X = torch.rand(4, 1, 28, 28)
+Y = torch.tensor([0, 3, 9, 3])
+
+
+def test_every_family_is_registered():
+    assert set(list_models()) == {"autoencoder", "vae", "gan", "dcgan", "began", "classifier"}
+
+
+@pytest.mark.parametrize("family", ["autoencoder", "vae", "gan", "dcgan", "began", "classifier"])
+def test_default_config_builds_source_architecture(family):
+    model = build_model(family)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    cfg = model.config
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg
+
+
+def test_autoencoder_matches_source_shapes():
+    ae = build_model("autoencoder")
+    convs = [m for m in ae.encoder_trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(16, (5, 5), (2, 2)), (32, (5, 5), (2, 2))]
+    assert ae.encode(X).shape == (4, 20)
+    assert ae(X).shape == X.shape
+
+
+def test_mlp_gan_matches_source_widths():
+    gan = build_model("gan")
+    g = [m.out_features for m in gan.generator.modules() if isinstance(m, torch.nn.Linear)]
+    d = [m.out_features for m in gan.discriminator.modules() if isinstance(m, torch.nn.Linear)]
+    assert g == [1024, 1024, 784]
+    assert d == [256, 256, 1]
+    assert gan.generator.net[0].in_features == 100
+
+
+@pytest.mark.parametrize("family", ["vae", "gan", "dcgan", "began"])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_forward_shapes(family, num_classes):
+    model = build_model(family, {**TINY_MODEL[family], "num_classes": num_classes})
+    y = Y if num_classes else None
+    if family == "vae":
+        logits, mu, logvar = model(X, y)
+        assert logits.shape == X.shape and mu.shape == logvar.shape == (4, 4)
+        return
+    z = torch.randn(4, model.config.latent_dim)
+    fake = model.generator(z, y)
+    assert fake.shape == X.shape
+    assert fake.min() >= -1 and fake.max() <= 1
+    out = model.discriminator(fake, y)
+    assert out.shape == ((4,) if family != "began" else X.shape)
+
+
+@pytest.mark.parametrize("arch", ["pool", "strided"])
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_dcgan_discriminators(arch, conditioning):
+    cfg = {**TINY_MODEL["dcgan"], "d_arch": arch, "num_classes": 10, "conditioning": conditioning,
+           "d_norm": "batch"}
+    d = build_model("dcgan", cfg).discriminator
+    assert d(X, Y).shape == (4,)
+    if conditioning == "projection":
+        assert d.head.embed is not None
+        # The label changes the logit through the projection term.
+        assert not torch.allclose(d(X, Y), d(X, (Y + 1) % 10))
+
+
+def test_strided_discriminator_has_no_pooling():
+    d = build_model("dcgan", {"d_arch": "strided"}).discriminator
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in d.modules())
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in d.modules())
+
+
+def test_minibatch_discrimination_sees_collapse():
+    layer = MinibatchDiscrimination(16, num_kernels=6, kernel_dim=3)
+    h = torch.randn(8, 16)
+    out = layer(h)
+    assert out.shape == (8, 22)
+    collapsed = layer(h[:1].repeat(8, 1))
+    # Identical samples are maximally similar: each sees exp(0) from the 7 others.
+    assert torch.allclose(collapsed[:, 16:], torch.full((8, 6), 7.0))
+    assert (out[:, 16:] < 7.0).all()
+
+
+@pytest.mark.parametrize("family", ["gan", "dcgan"])
+def test_minibatch_discrimination_in_any_discriminator(family):
+    model = build_model(family, {**TINY_MODEL[family], "minibatch_features": 5})
+    assert any(isinstance(m, MinibatchDiscrimination) for m in model.discriminator.modules())
+    assert model.discriminator(X).shape == (4,)
+
+
+def test_generator_dropout_only_in_training():
+    model = build_model("gan", {**TINY_MODEL["gan"], "g_dropout": 0.5})
+    z = torch.randn(4, 8)
+    model.generator.eval()
+    assert torch.equal(model.generator(z), model.generator(z))
+    model.generator.train()
+    assert not torch.equal(model.generator(z), model.generator(z))
+
+
+def test_vae_reparameterisation_is_differentiable_and_finite_for_any_logvar():
+    mu = torch.zeros(3, 4, requires_grad=True)
+    logvar = torch.tensor([[-30.0] * 4, [0.0] * 4, [10.0] * 4], requires_grad=True)
+    z = VAE.reparameterize(mu, logvar, generator=torch.Generator().manual_seed(0))
+    z.sum().backward()
+    assert torch.isfinite(z).all() and mu.grad is not None and logvar.grad is not None
+
+
+def test_configurable_image_size_and_channels():
+    vae = build_model("vae", {"image_shape": (3, 32, 32), "num_classes": 5, "latent_dim": 8})
+    x = torch.rand(2, 3, 32, 32)
+    logits, _, _ = vae(x, torch.tensor([0, 4]))
+    assert logits.shape == x.shape
+    dc = build_model("dcgan", {"image_shape": (3, 32, 32), "num_classes": 5})
+    assert dc.generator(torch.randn(2, 100), torch.tensor([1, 2])).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field", "fragment"),
+    [
+        (DCGANConfig, {"d_arch": "maxout"}, "d_arch", "['pool', 'strided']"),
+        (DCGANConfig, {"d_norm": "group"}, "d_norm", "['none', 'batch', 'layer']"),
+        (GANConfig, {"conditioning": "film"}, "conditioning", "['concat', 'projection']"),
+        (GANConfig, {"latent_dim": 0}, "latent_dim", ">= 1"),
+        (GANConfig, {"g_dropout": 1.5}, "g_dropout", "[0.0, 1.0)"),
+        (VAEConfig, {"image_shape": (1, 30, 30)}, "image_shape", "divisible by 4"),
+        (VAEConfig, {"num_classes": -1}, "num_classes", ">= 0"),
+        (VAEConfig, {"latent_dim": 2.5}, "latent_dim", "int"),
+    ],
+)
+def test_bad_config_names_field_allowed_and_received(cls, kwargs, field, fragment):
+    with pytest.raises(ValueError) as info:
+        cls(**kwargs)
+    msg = str(info.value)
+    assert field in msg and fragment in msg and repr(next(iter(kwargs.values()))).strip("()") in msg
+
+
+def test_unknown_config_field_and_family():
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['latent'\]"):
+        make_config("vae", {"latent": 3})
+    with pytest.raises(ValueError, match="unknown model family 'vqvae'"):
+        build_model("vqvae")

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import genaug
+from genaug.data import MNISTSample
+from genaug.train import PRESETS, NonFiniteLossError, TrainConfig, Trainer, list_training_families
+
+from conftest import REPO, TINY_MODEL
+
+FAMILIES = list_training_families()
+
+
+def tiny_config(family: str, **kw) -> TrainConfig:
+    settings = dict(family=family, model=dict(TINY_MODEL[PRESETS[family].model]), batch_size=16,
+                    progress=False, device="cpu", log_every=1, tensorboard="off", checkpoint_every=0)
+    settings.update(kw)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return MNISTSample(train=True)
+
+
+def test_all_source_families_are_trainable():
+    assert set(FAMILIES) == {"autoencoder", "vae", "cvae", "gan", "cgan", "dcgan", "cdcgan",
+                             "wgan", "wgan-gp", "began"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_trains_a_few_steps(family, sample, tmp_path):
+    result = Trainer(tiny_config(family, max_steps=4), sample, out_dir=tmp_path).fit()
+    assert result.step == 4 and not result.interrupted
+    assert result.history and all(math.isfinite(v) for row in result.history for v in row.values())
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert list((tmp_path / "grids").glob("*.png"))
+    card = json.loads((tmp_path / "config.json").read_text())
+    assert card["provenance"]["steps"] == 4
+    if family != "autoencoder":
+        gen = genaug.load_generator(tmp_path)
+        labels = torch.arange(4) if gen.num_classes else torch.full((4,), -1)
+        assert gen.sample(labels).shape == (4, 1, 28, 28)
+
+
+def test_source_training_advice_defaults():
+    wgan = TrainConfig(family="wgan")
+    assert (wgan.optimizer, wgan.lr, wgan.clip_value, wgan.d_steps) == ("rmsprop", 5e-4, 0.01, 5)
+    gp = TrainConfig(family="wgan-gp")
+    assert gp.lipschitz == "gp" and PRESETS["wgan-gp"].model_defaults["d_norm"] != "batch"
+    dc = TrainConfig(family="cdcgan")
+    assert dc.betas[0] == 0.5 and dc.input_range == "tanh"
+    assert TrainConfig(family="cvae").input_range == "sigmoid"
+
+
+@pytest.mark.parametrize("family", ["vae", "cvae"])
+def test_vae_loss_falls_over_50_steps(family, sample, tmp_path):
+    cfg = TrainConfig(family=family, max_steps=50, batch_size=32, progress=False, device="cpu",
+                      log_every=1, tensorboard="off", checkpoint_every=0)
+    hist = Trainer(cfg, sample, out_dir=tmp_path).fit().history
+    first = sum(r["loss"] for r in hist[:5]) / 5
+    last = sum(r["loss"] for r in hist[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+
+
+def _state(trainer):
+    sd = trainer.state_dict()
+    return sd["nets"], sd["optimizers"], sd["ema"], sd["extra"]
+
+
+def _assert_equal(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_equal(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.fixture
+def deterministic():
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(old)
+
+
+@pytest.mark.parametrize("family", ["cvae", "cdcgan", "wgan", "wgan-gp", "began"])
+def test_exact_resume(family, sample, tmp_path, deterministic):
+    # 70 steps at batch 16 cross the epoch boundary of the 1000-image sample (62 batches).
+    straight = Trainer(tiny_config(family, max_steps=70, epochs=2), sample, out_dir=tmp_path / "a")
+    straight.fit()
+    Trainer(tiny_config(family, max_steps=30, epochs=2), sample, out_dir=tmp_path / "b").fit()
+    resumed = Trainer(tiny_config(family, max_steps=70, epochs=2), sample, out_dir=tmp_path / "b",
+                      resume=True)
+    assert resumed.step == 30
+    resumed.fit()
+    assert resumed.step == straight.step == 70
+    _assert_equal(_state(straight), _state(resumed))
+
+
+def test_resume_refuses_other_settings(sample, tmp_path):
+    Trainer(tiny_config("cvae", max_steps=2), sample, out_dir=tmp_path).fit()
+    with pytest.raises(ValueError, match=r"different settings for \['lr'\]"):
+        Trainer(tiny_config("cvae", max_steps=4, lr=0.1), sample, out_dir=tmp_path, resume=True)
+
+
+def test_nan_stops_run_and_keeps_last_good_checkpoint(sample, tmp_path):
+    Trainer(tiny_config("cdcgan", max_steps=3), sample, out_dir=tmp_path).fit()
+    trainer = Trainer(tiny_config("cdcgan", max_steps=10), sample, out_dir=tmp_path, resume=True)
+    with torch.no_grad():
+        next(trainer.step_impl.nets["discriminator"].parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite d_loss loss \(nan\) at step 4"):
+        trainer.fit()
+    again = Trainer(tiny_config("cdcgan", max_steps=10), sample, out_dir=tmp_path, resume=True)
+    assert again.step == 3
+    again.fit()
+    assert again.step == 10
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "genaug.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300, **kw)
+
+
+def test_sigterm_checkpoints_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "genaug.cli", "train", "cvae", "--data", "sample", "--epochs", "200",
+           "--batch-size", "16", "--out", str(out), "--no-progress", "--set", "log_every=1",
+           "--set", "tensorboard=\"off\"", "--set", 'model={"latent_dim": 4, "channels": [4, 8]}']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < step < 200 * 62
+    res = _cli("train", "cvae", "--data", "sample", "--epochs", "200", "--batch-size", "16",
+               "--resume", str(out), "--no-progress", "--max-steps", str(step + 3),
+               "--set", "log_every=1", "--set", "tensorboard=\"off\"",
+               "--set", 'model={"latent_dim": 4, "channels": [4, 8]}')
+    assert res.returncode == 0, res.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == step + 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "cvae", "--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        (["train", "cvae", "--data", "nope"], "--data must be 'mnist', 'sample'"),
+        (["train", "cvae", "--set", "lr=-1"], "lr must be in (0.0, inf], got -1"),
+        (["train", "cvae", "--data", "mnist", "--data-root", "/nonexistent"], "t10k-labels-idx1-ubyte"),
+        (["train", "diffusion"], "invalid choice"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_without_traceback(args, message, tmp_path):
+    res = _cli(*args, "--out", str(tmp_path / "o"))
+    assert res.returncode == 2
+    assert message in res.stderr and "usage:" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_ddp_two_gloo_processes_keep_identical_weights(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(REPO / "tests" / "ddp_worker.py"), str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    assert r0.keys() == r1.keys() and len(r0) > 10
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    init = load_file(str(out / "init.safetensors"))
+    assert init.keys() <= r0.keys()
+    assert any(not torch.equal(init[k], r0[k]) for k in init)  # it trained
+    assert (out / "run" / "config.json").is_file()  # rank 0 wrote the outputs
