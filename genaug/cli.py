@@ -122,21 +122,38 @@ def _sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug import load_generator
-    from genaug.data.hdf5 import export_hdf5
+    from genaug.data.hdf5 import export_hdf5, export_sharded
 
     try:
-        gen = load_generator(args.generator, device=args.device)
         weights = [float(w) for w in args.class_weights.split(",")] if args.class_weights else None
-        path = export_hdf5(
-            gen, args.out, per_class=args.per_class, n=args.n, class_weights=weights,
-            seed=args.seed, batch_size=args.batch_size, truncation=args.truncation,
-            compression=args.compression, chunk_size=args.chunk_size,
-            with_latents=args.with_latents, overwrite=args.overwrite,
-            generator_name=str(args.generator), progress=not args.no_progress,
-        )
+    except ValueError:
+        parser.error(f"--class-weights expects comma-separated numbers, got {args.class_weights!r}")
+    options = dict(
+        per_class=args.per_class, n=args.n, class_weights=weights, seed=args.seed,
+        batch_size=args.batch_size, truncation=args.truncation, compression=args.compression,
+        chunk_size=args.chunk_size, with_latents=args.with_latents, overwrite=args.overwrite,
+        resume=args.resume, generator_name=str(args.generator), progress=not args.no_progress,
+    )
+    try:
+        if args.distributed:
+            import torch.distributed as dist
+
+            dist.init_process_group("gloo")
+            try:
+                device = args.device
+                if device == "auto":
+                    import torch
+
+                    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+                path = export_sharded(load_generator(args.generator, device=device), args.out, **options)
+            finally:
+                dist.destroy_process_group()
+        else:
+            path = export_hdf5(load_generator(args.generator, device=args.device), args.out, **options)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         parser.error(str(err))
-    print(f"wrote {path}")
+    if not args.distributed or int(os.environ.get("RANK", 0)) == 0:
+        print(f"wrote {path}")
     return 0
 
 
@@ -198,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int)
     p.add_argument("--with-latents", action="store_true")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted export of the same settings")
+    p.add_argument("--distributed", action="store_true",
+                   help="under torchrun: one shard file per rank plus a master file of virtual datasets")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_export)

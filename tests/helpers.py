@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from genaug.generators import BaseGenerator, GANGenerator, LabelledGenerator, VAEGenerator
 import torch
-
-from genaug.models import Classifier, build_model, make_config
-
 from conftest import TINY_MODEL
+
+from genaug.generators import BaseGenerator, GANGenerator, LabelledGenerator, VAEGenerator
+from genaug.models import Classifier, build_model, make_config
 
 
 def tiny_generator(family: str, num_classes: int = 10) -> BaseGenerator:

@@ -5,12 +5,11 @@ import pickle
 
 import pytest
 import torch
+from helpers import tiny_generator
 from safetensors.torch import load_file, save_file
 
 import genaug
 from genaug.checkpoint import CheckpointError, load_training_checkpoint, save_training_checkpoint
-
-from helpers import tiny_generator
 
 
 @pytest.fixture

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_generator
 
 import genaug
 from genaug.generators import Generator, LabelledConfig, LabelledGenerator
-
-from helpers import tiny_generator
 
 ALL = ["vae", "gan", "dcgan", "began", "labelled"]
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from genaug.models import (
     DCGANConfig,
@@ -13,8 +14,6 @@ from genaug.models import (
     make_config,
 )
 from genaug.models.autoencoder import VAE
-
-from conftest import TINY_MODEL
 
 X = torch.rand(4, 1, 28, 28)
 Y = torch.tensor([0, 3, 9, 3])

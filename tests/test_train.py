@@ -7,16 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, TINY_MODEL
 
 import genaug
 from genaug.data import MNISTSample
 from genaug.train import PRESETS, NonFiniteLossError, TrainConfig, Trainer, list_training_families
-
-from conftest import REPO, TINY_MODEL
 
 FAMILIES = list_training_families()
 
@@ -87,7 +85,7 @@ def _assert_equal(a, b, path="state"):
             _assert_equal(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_equal(x, y, f"{path}[{i}]")
     else:
         assert a == b, path

@@ -13,10 +13,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -90,13 +89,19 @@ def export_hdf5(
     chunk_size: int | None = None,
     with_latents: bool = False,
     overwrite: bool = False,
+    resume: bool = False,
+    shard: tuple[int, int] | None = None,
     generator_name: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write a labelled synthetic dataset to ``path`` (HDF5), atomically.
+    """Write a labelled synthetic dataset to ``path`` (HDF5), crash-safely.
 
-    Item ``i`` depends only on ``(seed, i // batch_size)``, so the file is the
-    same whatever the device or run.
+    Item ``i`` depends only on ``(seed, i // batch_size)``, so the content is the
+    same whatever the device, the run, an interruption or the number of shards.
+    The file is built as ``.NAME.partial`` beside ``path`` and renamed when
+    complete; ``resume=True`` continues a partial file from its last complete block.
+    ``shard=(rank, world)`` writes only that rank's contiguous share of the blocks
+    (see :func:`export_sharded`).
 
     Example:
         >>> export_hdf5(gen, "synthetic.h5", per_class=1000)  # doctest: +SKIP
@@ -105,55 +110,145 @@ def export_hdf5(
     check_int("batch_size", batch_size, minimum=1)
     check_choice("compression", compression, ("lzf", "gzip", "none"))
     check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if path.suffix not in (".h5", ".hdf5"):
         raise ValueError(f"expected an output path ending in .h5 or .hdf5, got {path.name!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     labels = plan_labels(generator.num_classes, per_class=per_class, n=n,
                          class_weights=class_weights, seed=seed)
-    total = len(labels)
+    n_blocks = -(-len(labels) // batch_size)
+    first_block, last_block = 0, n_blocks
+    if shard is not None:
+        rank, world = shard
+        first_block, last_block = rank * n_blocks // world, (rank + 1) * n_blocks // world
+    lo, hi = first_block * batch_size, min(last_block * batch_size, len(labels))
+    total = hi - lo
     c, h, w = generator.image_shape
     item_shape = (h, w) if c == 1 else (c, h, w)
-    item_bytes = int(np.prod(item_shape))
     if chunk_size is None:
         # Aim for chunks of about 256 KiB, within HDF5's sweet spot of 10 KiB to 1 MiB.
-        chunk_size = max(1, min(total, (256 * 1024) // item_bytes))
+        chunk_size = max(1, (256 * 1024) // int(np.prod(item_shape)))
     check_int("chunk_size", chunk_size, minimum=1)
+    chunk = max(1, min(chunk_size, total))
     comp = None if compression == "none" else compression
+    sha = weights_sha256(generator)
+    plan = hashlib.sha256(
+        labels.tobytes() + json.dumps([sha, seed, batch_size, truncation, with_latents, lo, hi,
+                                       chunk, compression]).encode()
+    ).hexdigest()
+    partial = path.parent / f".{path.name}.partial"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+
+    f, done = _open_partial(partial, plan) if resume else (None, 0)
+    if f is None:
+        f = h5py.File(partial, "w")
+        f.create_dataset("images", shape=(total, *item_shape), dtype="uint8",
+                         chunks=(chunk, *item_shape), compression=comp)
+        f.create_dataset("labels", data=labels[lo:hi], dtype="int64", compression=comp)
+        if with_latents:
+            f.create_dataset("latents", shape=(total, generator.latent_dim), dtype="float32",
+                             chunks=(chunk, generator.latent_dim), compression=comp)
+        _write_attrs(f, generator, labels[lo:hi], seed=seed, truncation=truncation, sha=sha,
+                     generator_name=generator_name, batch_size=batch_size)
+        f.attrs["plan_sha256"] = plan
+        f.attrs["item_range"] = np.array([lo, hi], dtype=np.int64)
+        f.attrs["blocks_done"] = 0
+    with f:
+        bar = tqdm(total=total, initial=min(done * batch_size, total), unit="img",
+                   disable=not progress, desc=f"export {path.name}")
+        for block in range(first_block + done, last_block):
+            start, stop = block * batch_size, min((block + 1) * batch_size, len(labels))
+            y = torch.from_numpy(labels[start:stop])
+            if with_latents:
+                z = generator.noise(stop - start, generator=block_generator(seed, block), truncation=truncation)
+                f["latents"][start - lo : stop - lo] = z.cpu().numpy()
+            x = generator.sample(y, generator=block_generator(seed, block), truncation=truncation)
+            f["images"][start - lo : stop - lo] = to_uint8(x).reshape(stop - start, *item_shape).cpu().numpy()
+            f.attrs["blocks_done"] = block - first_block + 1
+            f.flush()
+            bar.update(stop - start)
+        bar.close()
+        f.attrs["complete"] = True
+    os.replace(partial, path)
+    return path
+
+
+def _open_partial(partial: Path, plan: str) -> tuple[h5py.File | None, int]:
+    """Reopen a partial export made with the same plan; (None, 0) if absent, different or damaged."""
+    if not partial.exists():
+        return None, 0
     try:
+        f = h5py.File(partial, "a")
+    except OSError:
+        tqdm.write(f"{partial}: damaged partial file, starting again")
+        return None, 0
+    if f.attrs.get("plan_sha256") != plan:
+        f.close()
+        tqdm.write(f"{partial}: made with other settings, starting again")
+        return None, 0
+    return f, int(f.attrs["blocks_done"])
+
+
+def shard_path(path: Path, rank: int, world: int) -> Path:
+    return path.with_name(f"{path.stem}.shard-{rank:05d}-of-{world:05d}{path.suffix}")
+
+
+def export_sharded(generator: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Export under ``torch.distributed``: each rank writes its own shard file, then rank 0
+    writes ``path`` as a master file whose datasets are HDF5 virtual datasets over the shards.
+
+    Run under ``torchrun --nproc-per-node K`` (CLI: ``genaug export --distributed``).
+    """
+    import torch.distributed as dist
+
+    path = Path(path)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if path.exists() and not kwargs.get("overwrite", False):
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    shard = shard_path(path, rank, world)
+    export_hdf5(generator, shard, shard=(rank, world), **{**kwargs, "overwrite": True,
+                                                          "progress": kwargs.get("progress", True) and rank == 0})
+    dist.barrier()
+    if rank == 0:
+        write_master(path, [shard_path(path, r, world) for r in range(world)])
+    dist.barrier()
+    return path
+
+
+def write_master(path: Path, shards: list[Path]) -> Path:
+    """A master file of virtual datasets over complete shard files (relative paths)."""
+    metas = []
+    for s in shards:
+        with h5py.File(s, "r") as f:
+            check_schema(f, s)
+            metas.append((dict(f.attrs), {k: (f[k].shape, f[k].dtype) for k in f}))
+    total = sum(m[1]["images"][0][0] for m in metas)
+    names = list(metas[0][1])
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
-            images = f.create_dataset("images", shape=(total, *item_shape), dtype="uint8",
-                                      chunks=(min(chunk_size, total), *item_shape), compression=comp)
-            f.create_dataset("labels", data=labels, dtype="int64", chunks=True, compression=comp)
-            latents = (
-                f.create_dataset("latents", shape=(total, generator.latent_dim), dtype="float32",
-                                 chunks=(min(chunk_size, total), generator.latent_dim), compression=comp)
-                if with_latents else None
-            )
-            _write_attrs(f, generator, labels, seed=seed, truncation=truncation,
-                         generator_name=generator_name, batch_size=batch_size)
-            bar = tqdm(total=total, unit="img", disable=not progress, desc=f"export {path.name}")
-            for block, start in enumerate(range(0, total, batch_size)):
-                stop = min(start + batch_size, total)
-                y = torch.from_numpy(labels[start:stop])
-                g = block_generator(seed, block)
-                if with_latents:
-                    z = generator.noise(stop - start, generator=g, truncation=truncation)
-                    latents[start:stop] = z.cpu().numpy()
-                    g = block_generator(seed, block)
-                x = generator.sample(y, generator=g, truncation=truncation)
-                images[start:stop] = to_uint8(x).reshape(stop - start, *item_shape).cpu().numpy()
-                bar.update(stop - start)
-            bar.close()
+            for name in names:
+                shape, dtype = metas[0][1][name]
+                layout = h5py.VirtualLayout(shape=(total, *shape[1:]), dtype=dtype)
+                at = 0
+                for s, (_, dsets) in zip(shards, metas, strict=True):
+                    m = dsets[name][0][0]
+                    layout[at : at + m] = h5py.VirtualSource(s.name, name, shape=dsets[name][0])
+                    at += m
+                f.create_virtual_dataset(name, layout)
+            attrs = dict(metas[0][0])
+            counts = sum(np.asarray(m[0]["class_counts"]) for m in metas)
+            attrs.update(class_counts=counts, shards=json.dumps([s.name for s in shards]),
+                         item_range=np.array([0, total], dtype=np.int64))
+            for k in ("plan_sha256", "blocks_done", "complete"):
+                attrs.pop(k, None)
+            for k, v in attrs.items():
+                f.attrs[k] = v
             f.attrs["complete"] = True
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    from genaug.checkpoint import atomic_write
+
+    atomic_write(path, write)
     return path
 
 
@@ -174,7 +269,7 @@ def _write_attrs(f: h5py.File, generator: Any, labels: np.ndarray, **info: Any) 
         "generator_family": card["family"],
         "generator_name": info["generator_name"] or "",
         "generator_config": json.dumps(card),
-        "generator_sha256": weights_sha256(generator),
+        "generator_sha256": info["sha"],
         "seed": info["seed"],
         "batch_size": info["batch_size"],
         "truncation": info["truncation"],
@@ -254,6 +349,10 @@ def check_schema(f: h5py.File, path: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: dataset {name!r} is missing")
         if f[name].dtype != dtype:
             raise ValueError(f"{path}: dataset {name!r} must be {np.dtype(dtype)}, got {f[name].dtype}")
+    if "shards" in attrs:
+        missing = [s for s in json.loads(attrs["shards"]) if not (path.parent / s).is_file()]
+        if missing:
+            raise ValueError(f"{path}: shard file(s) {missing} of this master file are missing")
     if f["images"].shape[0] != f["labels"].shape[0]:
         raise ValueError(
             f"{path}: images and labels differ in length ({f['images'].shape[0]} vs {f['labels'].shape[0]})"

@@ -172,7 +172,11 @@ class LabelledGenerator(BaseGenerator):
                     have[c] += got.shape[0]
         else:
             if not bool((have >= need).all()):
-                short = {self.classes[c]: (int(have[c]), int(need[c])) for c in range(self.num_classes) if have[c] < need[c]}
+                short = {
+                    self.classes[c]: (int(have[c]), int(need[c]))
+                    for c in range(self.num_classes)
+                    if have[c] < need[c]
+                }
                 raise RuntimeError(
                     f"could not find enough samples after {cfg.max_rounds} rounds of "
                     f"{cfg.batch_size} at min_confidence={cfg.min_confidence}; "

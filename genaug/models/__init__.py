@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from genaug.models.autoencoder import AutoencoderConfig, ConvAutoencoder, VAEConfig, VAE
+from genaug.models.autoencoder import VAE, AutoencoderConfig, ConvAutoencoder, VAEConfig
 from genaug.models.classifier import Classifier, ClassifierConfig
 from genaug.models.config import ModelConfig
 from genaug.models.gan import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -353,7 +352,6 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train until ``epochs`` or ``max_steps``; returns early (checkpointed) on SIGTERM."""
-        cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         old_handler = None
         if threading.current_thread() is threading.main_thread():

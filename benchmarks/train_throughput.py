@@ -1,0 +1,138 @@
+"""Training throughput (images/s) per family: genaug's Trainer next to a plain textbook loop.
+
+Both train the same architecture on the same in-memory data for the same number
+of steps in one process, one after the other, repeated ``--repeats`` times (the
+median is printed). The Trainer's figure includes everything it does (EMA, logging,
+the final checkpoint, grid and generator files); the plain loop does none of it.
+
+    python benchmarks/train_throughput.py --steps 60 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from genaug.data import MNISTSample, as_tensors, full_mnist_available, load_mnist
+from genaug.models import build_model
+from genaug.train import PRESETS, TrainConfig, Trainer, list_training_families
+
+
+def plain_loop(family: str, cfg: TrainConfig, model_cfg, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    """The loop a textbook would write: DataLoader, forward, loss, backward, step."""
+    torch.manual_seed(0)
+    preset = PRESETS[family]
+    model = build_model(preset.model, model_cfg)
+    data = x * 2 - 1 if cfg.input_range == "tanh" else x
+    loader = DataLoader(TensorDataset(data, y), batch_size=cfg.batch_size, shuffle=True, drop_last=True)
+    cond = getattr(model_cfg, "num_classes", 0) > 0
+
+    def opt(params):
+        if cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=cfg.lr)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+
+    if preset.objective in ("reconstruction", "vae"):
+        o = opt(model.parameters())
+    else:
+        G, D = model.generator, model.discriminator
+        og, od = opt(G.parameters()), opt(D.parameters())
+        k = 0.0
+    step = 0
+    start = time.perf_counter()
+    while step < steps:
+        for xb, yb in loader:
+            lab = yb if cond else None
+            if preset.objective == "reconstruction":
+                loss = F.binary_cross_entropy_with_logits(model(xb), xb, reduction="sum") / len(xb)
+                o.zero_grad(); loss.backward(); o.step()
+            elif preset.objective == "vae":
+                logits, mu, logvar = model(xb, lab)
+                rec = F.binary_cross_entropy_with_logits(logits, xb, reduction="sum") / len(xb)
+                kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+                loss = rec + kl
+                o.zero_grad(); loss.backward(); o.step()
+            elif preset.objective == "began":
+                z = torch.randn(len(xb), model_cfg.latent_dim)
+                fake = G(z, lab)
+                l_real = (D(xb, lab) - xb).abs().mean()
+                l_fake = (D(fake.detach(), lab) - fake.detach()).abs().mean()
+                od.zero_grad(); (l_real - k * l_fake).backward(); od.step()
+                fake = G(torch.randn(len(xb), model_cfg.latent_dim), lab)
+                l_g = (D(fake, lab) - fake).abs().mean()
+                og.zero_grad(); l_g.backward(); og.step()
+                k = min(max(k + cfg.began_lambda_k * (cfg.began_gamma * l_real.item() - l_g.item()), 0.0), 1.0)
+            else:
+                z = torch.randn(len(xb), model_cfg.latent_dim)
+                fake = G(z, lab).detach()
+                real_s, fake_s = D(xb, lab), D(fake, lab)
+                if cfg.gan_loss == "wasserstein":
+                    loss_d = fake_s.mean() - real_s.mean()
+                    if cfg.lipschitz == "gp":
+                        eps = torch.rand(len(xb), 1, 1, 1)
+                        xh = (eps * xb + (1 - eps) * fake).requires_grad_(True)
+                        (g,) = torch.autograd.grad(D(xh, lab).sum(), xh, create_graph=True)
+                        loss_d = loss_d + cfg.gp_weight * ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+                else:
+                    loss_d = F.softplus(-real_s).mean() + F.softplus(fake_s).mean()
+                od.zero_grad(); loss_d.backward(); od.step()
+                if cfg.gan_loss == "wasserstein" and cfg.lipschitz == "clip":
+                    for p in D.parameters():
+                        p.data.clamp_(-cfg.clip_value, cfg.clip_value)
+                if (step + 1) % cfg.d_steps == 0:
+                    s = D(G(torch.randn(len(xb), model_cfg.latent_dim), lab), lab)
+                    loss_g = -s.mean() if cfg.gan_loss == "wasserstein" else F.softplus(-s).mean()
+                    og.zero_grad(); loss_g.backward(); og.step()
+            step += 1
+            if step >= steps:
+                break
+    return steps * cfg.batch_size / (time.perf_counter() - start)
+
+
+def genaug_loop(family: str, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int) -> tuple[float, object]:
+    cfg = TrainConfig(family=family, max_steps=steps, epochs=10**6, batch_size=batch_size, progress=False,
+                      device="cpu", tensorboard="off", checkpoint_every=0, log_every=10**9)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(cfg, (x, y), out_dir=out)
+        start = time.perf_counter()
+        trainer.fit()
+        rate = steps * batch_size / (time.perf_counter() - start)
+    return rate, trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--families", nargs="*", default=list_training_families())
+    ap.add_argument("--data-root", default=None, help="folder with MNIST/raw (default: bundled sample)")
+    args = ap.parse_args()
+    if args.data_root and full_mnist_available(args.data_root):
+        x, y = as_tensors(load_mnist(args.data_root))
+        source = "MNIST train"
+    else:
+        x, y = as_tensors(MNISTSample())
+        source = "bundled MNIST sample"
+    x = x.float() / 255
+    print(f"data: {source}; steps {args.steps}; batch {args.batch_size}; torch {torch.__version__}; "
+          f"threads {torch.get_num_threads()}; median of {args.repeats}")
+    print(f"{'family':<12}{'genaug img/s':>14}{'plain img/s':>14}{'ratio':>8}")
+    for family in args.families:
+        ours, plain = [], []
+        for _ in range(args.repeats):
+            rate, trainer = genaug_loop(family, x, y, args.steps, args.batch_size)
+            ours.append(rate)
+            plain.append(plain_loop(family, trainer.cfg, trainer.model_cfg, x, y, args.steps))
+        a, b = statistics.median(ours), statistics.median(plain)
+        print(f"{family:<12}{a:>14.0f}{b:>14.0f}{a / b:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_train_generator_example_runs(tmp_path):
+    out = tmp_path / "ex"
+    res = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train_generator.py"), "--max-steps", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "example_grid.png").is_file() and (out / "config.json").is_file()

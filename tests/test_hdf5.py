@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_generator
+from torch.utils.data import DataLoader
+
+from genaug.data.hdf5 import HDF5Dataset, export_hdf5, plan_labels
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return tiny_generator("vae")
+
+
+def test_round_trip_layout_and_attributes(gen, tmp_path):
+    path = export_hdf5(gen, tmp_path / "s.h5", per_class=7, batch_size=16, seed=3, progress=False)
+    with h5py.File(path, "r") as f:
+        assert f["images"].dtype == np.uint8 and f["images"].shape == (70, 28, 28)
+        assert f["labels"].dtype == np.int64
+        assert f["images"].chunks[0] >= 1 and f["images"].compression == "lzf"
+        assert bool(f.attrs["complete"]) is True
+        assert list(f.attrs["class_counts"]) == [7] * 10
+        assert json.loads(f.attrs["generator_config"])["family"] == "vae"
+        for key in ("schema_version", "genaug_version", "torch_version", "h5py_version",
+                    "generator_sha256", "seed", "truncation", "classes", "created"):
+            assert key in f.attrs
+        labels = f["labels"][()]
+        first = f["images"][:16]
+    assert np.bincount(labels).tolist() == [7] * 10
+    # The stored images are the generator's samples for block 0, quantised to uint8.
+    from genaug.data.hdf5 import block_generator, to_uint8
+
+    expect = to_uint8(gen.sample(torch.from_numpy(labels[:16]), generator=block_generator(3, 0)))
+    assert np.array_equal(first, expect.squeeze(1).numpy())
+    ds = HDF5Dataset(path)
+    img, label = ds[5]
+    assert img.shape == (1, 28, 28) and img.dtype == torch.uint8 and label == labels[5]
+    assert ds.classes == gen.classes and len(ds) == 70 and "Number of datapoints: 70" in repr(ds)
+
+
+def test_no_partial_file_and_no_silent_overwrite(gen, tmp_path):
+    path = tmp_path / "s.h5"
+    export_hdf5(gen, path, n=20, progress=False)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_hdf5(gen, path, n=20, progress=False)
+    export_hdf5(gen, path, n=30, overwrite=True, progress=False)
+    assert len(HDF5Dataset(path)) == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+
+
+def test_reader_refuses_incomplete_and_wrong_dtype(gen, tmp_path):
+    path = export_hdf5(gen, tmp_path / "s.h5", n=10, progress=False)
+    with h5py.File(path, "a") as f:
+        f.attrs["complete"] = False
+    with pytest.raises(ValueError, match="incomplete"):
+        HDF5Dataset(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["complete"] = True
+        del f["labels"]
+        f["labels"] = np.zeros(10, dtype=np.float32)
+    with pytest.raises(ValueError, match="'labels' must be int64, got float32"):
+        HDF5Dataset(path)
+
+
+def test_reader_same_with_workers(gen, tmp_path):
+    path = export_hdf5(gen, tmp_path / "s.h5", n=40, progress=False)
+    ds = HDF5Dataset(path)
+    a = [b for b in DataLoader(ds, batch_size=8)]
+    b = [b for b in DataLoader(ds, batch_size=8, num_workers=2)]
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_plan_labels():
+    assert np.bincount(plan_labels(3, n=10, class_weights=[1, 1, 2])).tolist() == [3, 2, 5]  # tie: lower index
+    assert plan_labels(4, per_class=3, seed=1).tolist() == plan_labels(4, per_class=3, seed=1).tolist()
+    with pytest.raises(ValueError, match="class_weights must be 3"):
+        plan_labels(3, n=10, class_weights=[1, -1, 2])
+    with pytest.raises(ValueError, match="exactly one of per_class or n"):
+        plan_labels(3)
+
+
+def _cli(*args, **kw):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "genaug.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, **kw)
+
+
+def _contents(path):
+    with h5py.File(path, "r") as f:
+        return f["images"][()], f["labels"][()]
+
+
+@pytest.fixture(scope="module")
+def saved_gen(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gen") / "vae"
+    tiny_generator("vae").save_pretrained(folder)
+    return folder
+
+
+def test_kill_9_never_leaves_a_partial_final_file_and_resume_is_identical(saved_gen, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n = 40000
+    ref = export_hdf5(tiny_generator_from(saved_gen), tmp_path / "ref.h5", n=n, batch_size=100, progress=False)
+    out, partial = tmp_path / "out.h5", tmp_path / ".out.h5.partial"
+    args = ["export", "--generator", str(saved_gen), "--n", str(n), "--batch-size", "100", "--out", str(out),
+            "--no-progress", "--device", "cpu", "--resume"]
+    rng = random.Random(0)
+    progress = []
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "genaug.cli", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not (partial.exists() or out.exists()) and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))  # a random moment while writing
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if out.exists():  # it finished before the kill: the final file must be complete
+            break
+        try:
+            with h5py.File(partial, "r") as f:
+                progress.append(int(f.attrs["blocks_done"]))
+        except OSError:
+            progress.append(-1)  # killed mid-write: resume starts that partial file again
+    if not out.exists():
+        res = _cli(*args)
+        assert res.returncode == 0, res.stderr
+    assert any(p > 0 for p in progress), progress  # at least one kill landed mid-export
+    a, b = _contents(ref), _contents(out)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert HDF5Dataset(out).attrs["complete"]
+    assert not partial.exists()
+
+
+def tiny_generator_from(folder):
+    import genaug
+
+    return genaug.load_generator(folder)
+
+
+def test_sharded_export_equals_single_process(saved_gen, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    single = export_hdf5(tiny_generator_from(saved_gen), tmp_path / "single.h5", per_class=25, batch_size=32,
+                         progress=False)
+    master = tmp_path / "sharded.h5"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+         "genaug.cli", "export", "--distributed", "--generator", str(saved_gen), "--per-class", "25",
+         "--batch-size", "32", "--out", str(master), "--no-progress", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _contents(single), _contents(master)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    ds = HDF5Dataset(master)
+    assert len(ds) == 250 and list(ds.attrs["class_counts"]) == [25] * 10
+    (tmp_path / "sharded.shard-00001-of-00002.h5").unlink()
+    with pytest.raises(ValueError, match=r"shard file\(s\) \['sharded.shard-00001-of-00002.h5'\]"):
+        HDF5Dataset(master)
