@@ -196,3 +196,23 @@ def test_ddp_two_gloo_processes_keep_identical_weights(tmp_path):
     assert init.keys() <= r0.keys()
     assert any(not torch.equal(init[k], r0[k]) for k in init)  # it trained
     assert (out / "run" / "config.json").is_file()  # rank 0 wrote the outputs
+
+
+def test_mode_collapse_signals_with_a_judge(sample, tmp_path):
+    from genaug.checkpoint import save_module
+    from genaug.models import Classifier, ClassifierConfig
+
+    cfg = ClassifierConfig(**TINY_MODEL["classifier"])
+    judge = Classifier(cfg)
+    with torch.no_grad():  # a judge that always answers class 3
+        judge.head[1].bias.copy_(torch.arange(10).eq(3).float() * 100)
+    save_module(judge, "classifier", cfg, tmp_path / "judge")
+    trainer = Trainer(tiny_config("cdcgan", epochs=1, judge=str(tmp_path / "judge")), sample, out_dir=tmp_path / "run")
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    end = [r for r in rows if "grid" in r][-1]
+    assert end["class_coverage"] == 0.1
+    assert end["label_fidelity"] == pytest.approx(0.1)  # only the row of class 3 agrees
+    assert end["diversity"] > 0
+    with pytest.raises(ValueError, match="judge must be a classifier of 10 classes"):
+        Trainer(tiny_config("cdcgan", judge=str(tmp_path / "run" / "discriminator")), sample, out_dir=tmp_path / "x")

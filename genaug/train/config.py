@@ -42,7 +42,11 @@ register_preset(
     "autoencoder", FamilyPreset("autoencoder", "reconstruction", False, {}, {**_VAE_ADAM, "ema_decay": 0.0})
 )
 register_preset("vae", FamilyPreset("vae", "vae", False, {}, _VAE_ADAM))
-register_preset("cvae", FamilyPreset("vae", "vae", True, {}, _VAE_ADAM))
+# A conditional VAE's decoder learns to use the label only as the KL term squeezes class
+# information out of z. With kl_weight 1, one epoch on MNIST gave samples of which a judge
+# classifier put 44% in their intended class (holes of the prior decode to other digits);
+# with kl_weight 2 it was 76%, at a small cost in sharpness. Users can set kl_weight=1.
+register_preset("cvae", FamilyPreset("vae", "vae", True, {}, {**_VAE_ADAM, "kl_weight": 2.0}))
 register_preset("gan", FamilyPreset("gan", "gan", False, {}, _GAN_ADAM))
 register_preset("cgan", FamilyPreset("gan", "gan", True, {}, _GAN_ADAM))
 register_preset("dcgan", FamilyPreset("dcgan", "gan", False, {**_STRIDED_D, "d_norm": "batch"}, _GAN_ADAM))
@@ -89,7 +93,7 @@ class TrainConfig(ModelConfig):
         lr, betas: optimizer settings; ``None`` takes the family's default.
         input_range: "sigmoid" ([0, 1], VAEs) or "tanh" ([-1, 1], GANs); ``None``: family default.
         recon_loss: "bce" or "mse" (autoencoder and VAE).
-        kl_weight: weight of the KL term (VAE).
+        kl_weight: weight of the KL term (VAE; 1.0, or 2.0 for the conditional VAE).
         gan_loss: "bce" (non-saturating, the source's) or "wasserstein".
         lipschitz: "clip" (weight clipping) or "gp" (gradient penalty), for "wasserstein".
         clip_value: weight clipping bound.
@@ -106,6 +110,9 @@ class TrainConfig(ModelConfig):
         amp: "auto" (bf16 autocast on CUDA) or "off".
         tensorboard: "auto" (if installed), "on" or "off".
         progress: show a tqdm bar.
+        judge: folder of a classifier saved with ``genaug.checkpoint.save_module``; when set,
+            each epoch logs the class coverage (and, for conditional models, the label
+            fidelity) of the fixed-noise samples.
     """
 
     family: str = "cvae"
@@ -118,7 +125,7 @@ class TrainConfig(ModelConfig):
     betas: tuple[float, float] | None = None
     input_range: str | None = None
     recon_loss: str = "bce"
-    kl_weight: float = 1.0
+    kl_weight: float | None = None
     gan_loss: str | None = None
     lipschitz: str | None = None
     clip_value: float = 0.01
@@ -136,12 +143,14 @@ class TrainConfig(ModelConfig):
     amp: str = "auto"
     tensorboard: str = "auto"
     progress: bool = True
+    judge: str = ""
 
     def __post_init__(self) -> None:
         check_choice("family", self.family, list_training_families())
         preset = PRESETS[self.family]
         defaults = {"optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999), "input_range": "sigmoid",
-                    "gan_loss": "bce", "lipschitz": "clip", "d_steps": 1, "ema_decay": 0.999}
+                    "gan_loss": "bce", "lipschitz": "clip", "d_steps": 1, "ema_decay": 0.999,
+                    "kl_weight": 1.0}
         defaults.update(preset.train_defaults)
         for name, value in defaults.items():
             if getattr(self, name) is None:

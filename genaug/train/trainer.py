@@ -189,6 +189,7 @@ class Trainer:
             if hasattr(self.model_cfg, "latent_dim") else None
         pick = torch.randperm(len(labels), generator=g)[:64].to(self.device)
         self.fixed_real, self.fixed_real_labels = self.images[pick], self.labels[pick]
+        self.judge = self._load_judge(config.judge) if config.judge else None
         if resume and (self.out_dir / CHECKPOINT_NAME).exists():
             self.load_checkpoint(self.out_dir / CHECKPOINT_NAME)
 
@@ -216,6 +217,29 @@ class Trainer:
                 raise ValueError("tensorboard='on' needs the tensorboard package: pip install tensorboard") from None
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _load_judge(self, path: str) -> nn.Module:
+        from genaug.checkpoint import load_module
+        from genaug.models import Classifier
+
+        judge, _ = load_module(path)
+        if not isinstance(judge, Classifier) or judge.config.num_classes != len(self.classes):
+            raise ValueError(
+                f"judge must be a classifier of {len(self.classes)} classes, got {type(judge).__name__} "
+                f"with {getattr(judge.config, 'num_classes', '?')} classes"
+            )
+        return judge.to(self.device).eval()
+
+    @torch.no_grad()
+    def judge_samples(self) -> dict[str, float]:
+        """Class coverage and label fidelity of the fixed-noise samples, by the judge."""
+        if self.judge is None or isinstance(self.step_impl, ReconstructionStep):
+            return {}
+        pred = self.judge(self.sample_fixed().to(self.device)).argmax(1).cpu()
+        out = {"class_coverage": len(pred.unique()) / len(self.classes)}
+        if self.fixed_labels[0] >= 0:
+            out["label_fidelity"] = float((pred == self.fixed_labels).float().mean())
+        return out
 
     def _grid_labels(self) -> torch.Tensor:
         k = len(self.classes) if getattr(self.model_cfg, "num_classes", 0) else 0
@@ -400,7 +424,9 @@ class Trainer:
                 bar.update(1)
 
                 # Logging, checkpoints, stop conditions.
-                if self.step % cfg.log_every == 0 or self.batch_in_epoch == n_batches:
+                stop = self._stop_requested()
+                finishing = stop or bool(cfg.max_steps and self.step >= cfg.max_steps)
+                if self.step % cfg.log_every == 0 or self.batch_in_epoch == n_batches or finishing:
                     row = {k: float(v) for k, v in losses.items()}
                     row.update(step=self.step, epoch=self.epoch + 1,
                                images_per_s=seen * self.world / max(time.perf_counter() - t0, 1e-9))
@@ -412,15 +438,14 @@ class Trainer:
                         if self.writer is not None:
                             for k, v in losses.items():
                                 self.writer.add_scalar(f"loss/{k}", float(v), self.step)
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-                stop = self._stop_requested()
-                if stop or (cfg.max_steps and self.step >= cfg.max_steps):
+                if finishing:
                     bar.close()
                     self.write_grid()
                     self.save_checkpoint()
                     self.save_outputs()
                     return stop
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
             bar.close()
 
             # End of epoch: grid, mode-collapse signal, latent histograms, checkpoint, generator.
@@ -466,11 +491,17 @@ class Trainer:
             row["diversity"] = div
             if div < 0.5:
                 tqdm.write(f"warning: sample diversity {div:.2f} of real; possible mode collapse")
+        judged = self.judge_samples()
+        row.update(judged)
+        if judged.get("class_coverage", 1.0) < 1.0:
+            tqdm.write(f"warning: samples cover {judged['class_coverage']:.0%} of the classes; possible mode collapse")
         with open(self.out_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.writer is not None:
             if div is not None:
                 self.writer.add_scalar("diversity", div, self.step)
+            for k, v in judged.items():
+                self.writer.add_scalar(k, v, self.step)
             if isinstance(self.step_impl, VAEStep):
                 # The source checks that the codes stay close to a unit Gaussian.
                 with torch.no_grad():
