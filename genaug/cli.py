@@ -134,6 +134,18 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         chunk_size=args.chunk_size, with_latents=args.with_latents, overwrite=args.overwrite,
         resume=args.resume, generator_name=str(args.generator), progress=not args.no_progress,
     )
+    def open_generator(device: str):
+        gen = load_generator(args.generator, device=device)
+        if args.min_confidence is None:
+            return gen
+        if not args.judge:
+            raise ValueError("--min-confidence needs --judge DIR (a classifier saved with save_module)")
+        from genaug.checkpoint import load_module
+        from genaug.generators import FilterConfig, FilteredGenerator
+
+        judge, _ = load_module(args.judge)
+        return FilteredGenerator(gen, judge.to(gen.device), config=FilterConfig(min_confidence=args.min_confidence))
+
     try:
         if args.distributed:
             import torch.distributed as dist
@@ -145,11 +157,11 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     import torch
 
                     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-                path = export_sharded(load_generator(args.generator, device=device), args.out, **options)
+                path = export_sharded(open_generator(device), args.out, **options)
             finally:
                 dist.destroy_process_group()
         else:
-            path = export_hdf5(load_generator(args.generator, device=args.device), args.out, **options)
+            path = export_hdf5(open_generator(args.device), args.out, **options)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         parser.error(str(err))
     if not args.distributed or int(os.environ.get("RANK", 0)) == 0:
@@ -216,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-latents", action="store_true")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue an interrupted export of the same settings")
+    p.add_argument("--min-confidence", type=float, help="keep samples the judge gives their class at least this")
+    p.add_argument("--judge", help="classifier folder (safetensors + JSON) for --min-confidence")
     p.add_argument("--distributed", action="store_true",
                    help="under torchrun: one shard file per rank plus a master file of virtual datasets")
     p.add_argument("--device", default="auto")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from genaug.generators.base import BaseGenerator
-from genaug.generators.wrappers import GANGenerator, VAEGenerator, build_labelled
+from genaug.generators.wrappers import GANGenerator, VAEGenerator, build_filtered, build_labelled
 from genaug.models import VAE, make_config
 
 _FAMILIES: dict[str, Callable[[dict[str, Any]], BaseGenerator]] = {}
@@ -98,3 +98,4 @@ register_family("vae", _build_vae)
 for _family in ("gan", "dcgan", "began"):
     register_family(_family, _gan_builder(_family))
 register_family("labelled", build_labelled)
+register_family("filtered", build_filtered)

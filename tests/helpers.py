@@ -3,7 +3,14 @@ from __future__ import annotations
 import torch
 from conftest import TINY_MODEL
 
-from genaug.generators import BaseGenerator, GANGenerator, LabelledGenerator, VAEGenerator
+from genaug.generators import (
+    BaseGenerator,
+    FilterConfig,
+    FilteredGenerator,
+    GANGenerator,
+    LabelledGenerator,
+    VAEGenerator,
+)
 from genaug.models import Classifier, build_model, make_config
 
 
@@ -11,6 +18,10 @@ def tiny_generator(family: str, num_classes: int = 10) -> BaseGenerator:
     """A freshly initialised tiny generator of ``family`` ("labelled" wraps an unconditional VAE)."""
     if family == "labelled":
         return tiny_labelled()
+    if family == "filtered":
+        judge = Classifier(make_config("classifier", TINY_MODEL["classifier"]))
+        return FilteredGenerator(tiny_generator("vae", num_classes or 10), judge,
+                                 config=FilterConfig(min_confidence=0.05))
     cfg = make_config(family, {**TINY_MODEL[family], "num_classes": num_classes})
     if family == "vae":
         return VAEGenerator(build_model("vae", cfg))
@@ -32,3 +43,20 @@ def tiny_labelled() -> LabelledGenerator:
         head.weight.div_(std[:, None])
         head.bias.sub_(mean).div_(std)
     return LabelledGenerator(base, clf)
+
+
+class ClassShade(BaseGenerator):
+    """A test generator whose class-c images are the constant c / 10 plus a little noise."""
+
+    family = "test-class-shade"
+
+    def __init__(self) -> None:
+        from genaug.models import VAEConfig
+
+        super().__init__(config=VAEConfig(num_classes=10), classes=[str(i) for i in range(10)],
+                         image_shape=(1, 28, 28), latent_dim=4)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def _decode(self, z, labels):
+        shade = (labels.float() / 10)[:, None, None, None].expand(-1, 1, 28, 28)
+        return shade + 0.01 * z[:, :1, None, None].tanh()

@@ -7,7 +7,7 @@ from helpers import tiny_generator
 import genaug
 from genaug.generators import Generator, LabelledConfig, LabelledGenerator
 
-ALL = ["vae", "gan", "dcgan", "began", "labelled"]
+ALL = ["vae", "gan", "dcgan", "began", "labelled", "filtered"]
 
 
 def labels_for(gen, n=12):
@@ -23,11 +23,11 @@ def test_every_family_has_a_generator_test():
 @pytest.mark.parametrize("family", ALL)
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_sample_contract(family, num_classes):
-    if family == "labelled" and num_classes == 0:
-        pytest.skip("a labelled generator always has classes")
+    if family in ("labelled", "filtered") and num_classes == 0:
+        pytest.skip(f"a {family} generator always has classes")
     gen = tiny_generator(family, num_classes)
     assert isinstance(gen, Generator)
-    assert gen.num_classes == len(gen.classes) == (10 if family == "labelled" else num_classes)
+    assert gen.num_classes == len(gen.classes) == num_classes
     x = gen.sample(labels_for(gen), generator=torch.Generator().manual_seed(1))
     assert x.dtype == torch.float32
     assert x.shape == (12, *gen.image_shape) == (12, 1, 28, 28)
@@ -121,3 +121,20 @@ def test_sample_does_not_touch_global_rng():
     state = torch.get_rng_state()
     gen.sample(torch.tensor([1, 2]), generator=torch.Generator().manual_seed(0))
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_filtered_generator_keeps_only_confident_samples():
+    from genaug.generators import FilterConfig, FilteredGenerator
+
+    base = tiny_generator("vae")
+    judge = tiny_generator("filtered").judge
+    with torch.no_grad():  # a judge certain that everything is a 4
+        judge.head[1].bias.copy_(torch.arange(10).eq(4).float() * 100)
+    gen = FilteredGenerator(base, judge, config=FilterConfig(min_confidence=0.9, max_rounds=3))
+    x = gen.sample(torch.full((6,), 4), generator=torch.Generator().manual_seed(0))
+    assert x.shape == (6, 1, 28, 28)
+    with pytest.raises(RuntimeError, match=r"2 samples stayed below min_confidence=0.9 .* \{'3': 2\}"):
+        gen.sample(torch.tensor([4, 3, 3]))
+    with pytest.raises(ValueError, match="judge must have 10 classes"):
+        FilteredGenerator(base, tiny_generator("labelled").classifier.__class__(
+            tiny_generator("labelled").classifier.config.replace(num_classes=5)))

@@ -67,13 +67,25 @@ def test_reader_refuses_incomplete_and_wrong_dtype(gen, tmp_path):
         HDF5Dataset(path)
 
 
-def test_reader_same_with_workers(gen, tmp_path):
-    path = export_hdf5(gen, tmp_path / "s.h5", n=40, progress=False)
-    ds = HDF5Dataset(path)
-    a = [b for b in DataLoader(ds, batch_size=8)]
-    b = [b for b in DataLoader(ds, batch_size=8, num_workers=2)]
+def times_ten(t):
+    return t * 10
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_reader_same_with_workers(gen, tmp_path, context):
+    path = export_hdf5(gen, tmp_path / "s.h5", n=40, chunk_size=7, progress=False)
+    ds = HDF5Dataset(path, target_transform=times_ten)
+    assert ds._file is None  # nothing open before workers start
+    loader = dict(batch_size=8, shuffle=True)
+    a = list(DataLoader(ds, generator=torch.Generator().manual_seed(0), **loader))
+    b = list(DataLoader(ds, generator=torch.Generator().manual_seed(0), num_workers=2,
+                        multiprocessing_context=context, **loader))
     for (xa, ya), (xb, yb) in zip(a, b, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    # Batched reads give the same items as single reads, in the requested order.
+    items = ds.__getitems__([5, 1, 5, 39])
+    for (x, y), i in zip(items, [5, 1, 5, 39], strict=True):
+        assert torch.equal(x, ds[i][0]) and y == ds[i][1]
 
 
 def test_plan_labels():
@@ -174,3 +186,16 @@ def test_sharded_export_equals_single_process(saved_gen, tmp_path):
     (tmp_path / "sharded.shard-00001-of-00002.h5").unlink()
     with pytest.raises(ValueError, match=r"shard file\(s\) \['sharded.shard-00001-of-00002.h5'\]"):
         HDF5Dataset(master)
+
+
+def test_opens_in_hdf5_tools(gen, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("h5dump") is None:
+        pytest.skip("h5dump (Debian's hdf5-tools) is not installed")
+    path = export_hdf5(gen, tmp_path / "s.h5", n=20, progress=False)
+    res = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert 'DATASET "images"' in res.stdout and 'DATASET "labels"' in res.stdout
+    assert 'ATTRIBUTE "complete"' in res.stdout

@@ -24,47 +24,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from genaug._validation import check_choice, check_float, check_int
+from genaug.data.plan import block_generator, plan_labels
 
 SCHEMA_VERSION = 1
-
-
-def plan_labels(
-    num_classes: int,
-    *,
-    per_class: int | None = None,
-    n: int | None = None,
-    class_weights: Sequence[float] | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """The label of every item, a pure function of the arguments (shuffled by ``seed``)."""
-    if (per_class is None) == (n is None):
-        raise ValueError(f"give exactly one of per_class or n, got per_class={per_class}, n={n}")
-    if num_classes < 1:
-        raise ValueError(f"expected a class-labelled generator (num_classes >= 1), got {num_classes}")
-    if per_class is not None:
-        check_int("per_class", per_class, minimum=1)
-        counts = np.full(num_classes, per_class, dtype=np.int64)
-    else:
-        check_int("n", n, minimum=1)
-        w = np.ones(num_classes) if class_weights is None else np.asarray(class_weights, dtype=float)
-        if w.shape != (num_classes,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(
-                f"class_weights must be {num_classes} finite non-negative numbers with a positive sum, "
-                f"got {class_weights!r}"
-            )
-        exact = w / w.sum() * n
-        counts = np.floor(exact).astype(np.int64)
-        # Largest remainders get the leftover items, so counts sum to n exactly.
-        counts[np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]] += 1
-    labels = np.repeat(np.arange(num_classes, dtype=np.int64), counts)
-    np.random.default_rng(np.random.SeedSequence([seed, 0x1AB])).shuffle(labels)
-    return labels
-
-
-def block_generator(seed: int, block: int) -> torch.Generator:
-    """The torch.Generator for one block of items: a pure function of (seed, block)."""
-    s = int(np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(s)
 
 
 def weights_sha256(generator: Any) -> str:
@@ -126,8 +88,9 @@ def export_hdf5(
     c, h, w = generator.image_shape
     item_shape = (h, w) if c == 1 else (c, h, w)
     if chunk_size is None:
-        # Aim for chunks of about 256 KiB, within HDF5's sweet spot of 10 KiB to 1 MiB.
-        chunk_size = max(1, (256 * 1024) // int(np.prod(item_shape)))
+        # Chunks of about 32 KiB (HDF5's sweet spot is 10 KiB to 1 MiB): small enough that a
+        # shuffled DataLoader batch decompresses little beyond the items it asks for.
+        chunk_size = max(1, (32 * 1024) // int(np.prod(item_shape)))
     check_int("chunk_size", chunk_size, minimum=1)
     chunk = max(1, min(chunk_size, total))
     comp = None if compression == "none" else compression
@@ -313,10 +276,13 @@ class HDF5Dataset(Dataset):
     def __len__(self) -> int:
         return self._shape[0]
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        if self._file is None:
+    def _images(self) -> h5py.Dataset:
+        if self._file is None:  # opened in the process that reads, never before a fork
             self._file = h5py.File(self.path, "r")
-        img = torch.from_numpy(self._file["images"][index])
+        return self._file["images"]
+
+    def _item(self, img: np.ndarray, index: int) -> tuple[Any, Any]:
+        img = torch.from_numpy(img)
         if img.ndim == 2:
             img = img.unsqueeze(0)
         target = int(self.targets[index])
@@ -325,6 +291,19 @@ class HDF5Dataset(Dataset):
         if self.target_transform is not None:
             target = self.target_transform(target)
         return img, target
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index = index % len(self)
+        return self._item(self._images()[index], index)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any]]:
+        """Batched read for DataLoader: one sorted HDF5 read per batch instead of one per item."""
+        idx = np.asarray(indices, dtype=np.int64) % len(self)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        block = self._images()[uniq]
+        return [self._item(block[j], int(i)) for i, j in zip(idx, inverse, strict=True)]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

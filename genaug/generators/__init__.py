@@ -1,10 +1,19 @@
 """Generator wrappers implementing :class:`Generator`."""
 
 from genaug.generators.base import BaseGenerator, Generator
-from genaug.generators.wrappers import GANGenerator, LabelledConfig, LabelledGenerator, VAEGenerator
+from genaug.generators.wrappers import (
+    FilterConfig,
+    FilteredGenerator,
+    GANGenerator,
+    LabelledConfig,
+    LabelledGenerator,
+    VAEGenerator,
+)
 
 __all__ = [
     "BaseGenerator",
+    "FilterConfig",
+    "FilteredGenerator",
     "GANGenerator",
     "Generator",
     "LabelledConfig",

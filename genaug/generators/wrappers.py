@@ -196,6 +196,94 @@ class LabelledGenerator(BaseGenerator):
         return card
 
 
+@dataclasses.dataclass
+class FilterConfig(ModelConfig):
+    """Quality gate: keep a sample only if the judge gives its intended class at least
+    ``min_confidence``; rejected samples are redrawn, up to ``max_rounds`` times."""
+
+    min_confidence: float = 0.5
+    max_rounds: int = 50
+
+    def __post_init__(self) -> None:
+        check_float("min_confidence", self.min_confidence, low=0.0, high=1.0)
+        check_int("max_rounds", self.max_rounds, minimum=1)
+
+
+class FilteredGenerator(BaseGenerator):
+    """A conditional generator whose samples pass a judge classifier's confidence threshold.
+
+    Example:
+        >>> gen = FilteredGenerator(cvae, judge, config=FilterConfig(min_confidence=0.9))  # doctest: +SKIP
+    """
+
+    family = "filtered"
+
+    def __init__(self, base: BaseGenerator, judge: Classifier, *, config: FilterConfig | None = None) -> None:
+        if base.num_classes == 0:
+            raise ValueError("base must be a conditional generator (num_classes >= 1), got num_classes=0")
+        if judge.config.num_classes != base.num_classes:
+            raise ValueError(
+                f"judge must have {base.num_classes} classes like the generator, got {judge.config.num_classes}"
+            )
+        if tuple(judge.config.image_shape) != tuple(base.image_shape):
+            raise ValueError(
+                f"judge expects images of shape {tuple(judge.config.image_shape)}, "
+                f"but the generator makes {tuple(base.image_shape)}"
+            )
+        super().__init__(config=config or FilterConfig(), classes=base.classes,
+                         image_shape=base.image_shape, latent_dim=base.latent_dim)
+        self.base = base
+        self.judge = judge
+
+    def sample(
+        self,
+        labels: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        truncation: float = 1.0,
+    ) -> torch.Tensor:
+        labels = self.check_labels(labels)
+        cfg: FilterConfig = self.config
+        out = torch.empty((labels.numel(), *self.image_shape), dtype=torch.float32, device=self.device)
+        todo = torch.arange(labels.numel())
+        self.judge.eval()
+        for _ in range(cfg.max_rounds):
+            if todo.numel() == 0:
+                break
+            y = labels[todo]
+            x = self.base.sample(y, generator=generator, truncation=truncation)
+            with torch.no_grad():
+                prob = torch.softmax(self.judge(x).float(), dim=1)
+            conf = prob.gather(1, y.to(prob.device)[:, None]).squeeze(1).cpu()
+            ok = conf >= cfg.min_confidence
+            out[todo[ok]] = x[ok.to(x.device)]
+            todo = todo[~ok]
+        if todo.numel():
+            left = torch.bincount(labels[todo], minlength=self.num_classes)
+            short = {self.classes[c]: int(left[c]) for c in range(self.num_classes) if left[c]}
+            raise RuntimeError(
+                f"{todo.numel()} samples stayed below min_confidence={cfg.min_confidence} after "
+                f"{cfg.max_rounds} rounds; unfilled per class: {short}"
+            )
+        return out
+
+    def card(self) -> dict[str, Any]:
+        card = super().card()
+        card["base"] = self.base.card()
+        card["classifier"] = self.judge.config.to_dict()
+        return card
+
+
+def build_filtered(card: dict[str, Any]) -> FilteredGenerator:
+    from genaug.registry import build_from_card
+
+    return FilteredGenerator(
+        build_from_card(card["base"]),
+        Classifier(ClassifierConfig.from_dict(card["classifier"])),
+        config=FilterConfig.from_dict(card["config"]),
+    )
+
+
 def build_labelled(card: dict[str, Any]) -> LabelledGenerator:
     from genaug.registry import build_from_card
 

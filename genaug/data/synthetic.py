@@ -1,0 +1,284 @@
+"""Synthetic, class-labelled datasets that plug into a DataLoader.
+
+Item ``i`` is a pure function of ``(seed, i)``: images are generated in blocks
+of ``block_size`` with a ``torch.Generator`` seeded by ``(seed, block)``, never
+the global RNG, so shuffling, worker count and restarts change nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from genaug._validation import check_choice, check_float, check_int
+from genaug.data.plan import block_generator, plan_labels
+
+
+def class_weight_vector(
+    generator: Any,
+    class_weights: Sequence[float] | Mapping[str, float] | None,
+    classes: Sequence[str] | None,
+) -> np.ndarray:
+    """Weights per class index from a sequence, a {name: weight} map and/or a class subset."""
+    k = generator.num_classes
+    if k < 1:
+        raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
+    names = list(generator.classes)
+    if class_weights is None:
+        w = np.ones(k)
+    elif isinstance(class_weights, Mapping):
+        unknown = sorted(set(class_weights) - set(names))
+        if unknown:
+            raise ValueError(f"unknown class names {unknown} in class_weights; the generator's classes are {names}")
+        w = np.array([float(class_weights.get(c, 0.0)) for c in names])
+    else:
+        w = np.asarray(list(class_weights), dtype=float)
+        if w.shape != (k,):
+            raise ValueError(f"class_weights must have {k} entries (one per class), got {len(w)}")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"class_weights must be finite, non-negative and not all zero, got {w.tolist()}")
+    if classes is not None:
+        unknown = sorted(set(classes) - set(names))
+        if unknown:
+            raise ValueError(f"unknown class names {unknown}; the generator's classes are {names}")
+        w = w * np.array([c in set(classes) for c in names], dtype=float)
+        if w.sum() <= 0:
+            raise ValueError(f"classes {list(classes)} all have zero weight")
+    return w
+
+
+def to_output(x: torch.Tensor, output: str) -> Any:
+    """A float (C, H, W) image in [0, 1] as a tensor or a PIL image."""
+    if output == "tensor":
+        return x
+    arr = x.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
+
+
+class SyntheticDataset(Dataset):
+    """A map-style dataset of synthetic ``(image, int label)`` pairs.
+
+    Args:
+        generator: a class-labelled :class:`~genaug.Generator`.
+        size: number of items, labels drawn by ``class_weights`` (exact counts).
+        per_class: or this many items of every (selected) class.
+        class_weights: a weight per class (sequence or ``{name: weight}``).
+        classes: restrict to these class names.
+        seed: the seed of labels and images.
+        transform, target_transform: applied to each item, as in torchvision.
+        truncation: latent scale in (0, 1].
+        output: "tensor" (float32 (C, H, W) in [0, 1]) or "pil".
+        block_size: images generated per forward pass; item i depends on (seed, i // block_size).
+        cache_blocks: generated blocks kept per process.
+
+    Example:
+        >>> ds = SyntheticDataset(gen, per_class=1000, seed=0)  # doctest: +SKIP
+        >>> loader = DataLoader(ds, batch_size=128, shuffle=True, num_workers=2)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        generator: Any,
+        *,
+        size: int | None = None,
+        per_class: int | None = None,
+        class_weights: Sequence[float] | Mapping[str, float] | None = None,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        truncation: float = 1.0,
+        output: str = "tensor",
+        block_size: int = 256,
+        cache_blocks: int = 4,
+    ) -> None:
+        check_choice("output", output, ("tensor", "pil"))
+        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
+        check_int("block_size", block_size, minimum=1)
+        check_int("cache_blocks", cache_blocks, minimum=1)
+        check_int("seed", seed, minimum=0)
+        weights = class_weight_vector(generator, class_weights, classes)
+        if per_class is not None:
+            check_int("per_class", per_class, minimum=1)
+            if class_weights is not None:
+                raise ValueError("give per_class or class_weights, not both")
+            labels = plan_labels(int((weights > 0).sum()), per_class=per_class, seed=seed)
+            labels = np.flatnonzero(weights > 0)[labels]
+        else:
+            if size is None:
+                raise ValueError("give size or per_class")
+            check_int("size", size, minimum=1)
+            labels = plan_labels(generator.num_classes, n=size, class_weights=weights, seed=seed)
+        dtype = np.int16 if generator.num_classes < 2**15 else np.int64
+        self._labels = labels.astype(dtype)
+        self.generator = generator
+        self.classes = list(generator.classes)
+        self.seed = seed
+        self.transform = transform
+        self.target_transform = target_transform
+        self.truncation = truncation
+        self.output = output
+        self.block_size = block_size
+        self.cache_blocks = cache_blocks
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """All labels as int64, known without generating any image."""
+        return torch.from_numpy(self._labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def _block(self, b: int) -> torch.Tensor:
+        block = self._cache.get(b)
+        if block is None:
+            lo = b * self.block_size
+            y = torch.from_numpy(self._labels[lo : lo + self.block_size].astype(np.int64))
+            block = self.generator.sample(y, generator=block_generator(self.seed, b),
+                                          truncation=self.truncation).cpu()
+            self._cache[b] = block
+            if len(self._cache) > self.cache_blocks:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(b)
+        return block
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index = int(index) % len(self)
+        img = to_output(self._block(index // self.block_size)[index % self.block_size], self.output)
+        target = int(self._labels[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()  # pickles the generator's weights, never generated images
+        return state
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Dataset {type(self).__name__}",
+            f"    Number of datapoints: {len(self)}",
+            f"    Generator: {getattr(self.generator, 'family', type(self.generator).__name__)} "
+            f"({self.generator.num_classes} classes, image shape {tuple(self.generator.image_shape)})",
+            f"    Seed: {self.seed}, truncation: {self.truncation}, output: {self.output}",
+        ]
+        if self.transform is not None:
+            lines.append(f"    Transform: {self.transform}")
+        if self.target_transform is not None:
+            lines.append(f"    Target transform: {self.target_transform}")
+        return "\n".join(lines)
+
+
+class SyntheticStream(IterableDataset):
+    """An iterable dataset of synthetic ``(image, int label)`` pairs, infinite or bounded.
+
+    The stream is cut into blocks of ``batch_size``; block ``b`` (labels and images) depends
+    only on ``(seed, epoch, b)``. Blocks are dealt round-robin to every (DDP rank, DataLoader
+    worker), so no sample is produced twice and the union does not depend on the worker count.
+
+    Args:
+        generator: a class-labelled generator.
+        class_weights: a weight per class (sequence or ``{name: weight}``), uniform by default.
+        seed: seed of the stream; ``set_epoch`` varies it per epoch.
+        batch_size: images generated per forward pass.
+        num_samples: stop after this many samples in all (``None``: infinite).
+        rank, world_size: DDP position; taken from ``torch.distributed`` when initialised.
+
+    Example:
+        >>> stream = SyntheticStream(gen, num_samples=10_000)  # doctest: +SKIP
+        >>> loader = DataLoader(stream, batch_size=128, num_workers=2)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        generator: Any,
+        *,
+        class_weights: Sequence[float] | Mapping[str, float] | None = None,
+        seed: int = 0,
+        batch_size: int = 256,
+        num_samples: int | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        truncation: float = 1.0,
+        output: str = "tensor",
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        check_choice("output", output, ("tensor", "pil"))
+        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("seed", seed, minimum=0)
+        if num_samples is not None:
+            check_int("num_samples", num_samples, minimum=1)
+        weights = class_weight_vector(generator, class_weights, None)
+        self.probs = weights / weights.sum()
+        self.generator = generator
+        self.classes = list(generator.classes)
+        self.seed, self.epoch = seed, 0
+        self.batch_size = batch_size
+        self.num_samples = num_samples
+        self.transform, self.target_transform = transform, target_transform
+        self.truncation, self.output = truncation, output
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.num_samples is None:
+            raise TypeError("an infinite SyntheticStream has no length")
+        return self.num_samples
+
+    def _shard(self) -> tuple[int, int]:
+        rank, world = self.rank, self.world_size
+        if rank is None or world is None:
+            import torch.distributed as dist
+
+            ready = dist.is_available() and dist.is_initialized()
+            rank, world = (dist.get_rank(), dist.get_world_size()) if ready else (0, 1)
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info is not None else (1, 0)
+        return rank * workers + wid, world * workers
+
+    def block(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.batch_size
+        if self.num_samples is not None:
+            n = min(n, self.num_samples - b * self.batch_size)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, b]))
+        y = torch.from_numpy(rng.choice(len(self.probs), size=n, p=self.probs).astype(np.int64))
+        g = block_generator(self.seed * 1_000_003 + self.epoch, b)
+        return self.generator.sample(y, generator=g, truncation=self.truncation).cpu(), y
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        shard, shards = self._shard()
+        n_blocks = math.inf if self.num_samples is None else -(-self.num_samples // self.batch_size)
+        b = shard
+        while b < n_blocks:
+            images, labels = self.block(b)
+            for img, label in zip(images, labels.tolist(), strict=True):
+                img = to_output(img, self.output)
+                if self.transform is not None:
+                    img = self.transform(img)
+                if self.target_transform is not None:
+                    label = self.target_transform(label)
+                yield img, label
+            b += shards
+
+    def __repr__(self) -> str:
+        size = "infinite" if self.num_samples is None else self.num_samples
+        return (f"Dataset {type(self).__name__}\n    Number of datapoints: {size}\n"
+                f"    Seed: {self.seed}, batch_size: {self.batch_size}, output: {self.output}")

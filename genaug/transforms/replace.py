@@ -1,0 +1,255 @@
+"""Per-sample and per-batch mixing of synthetic images into real data."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import PIL.Image
+import torch
+from torch.utils.data import default_collate
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from genaug._validation import check_choice, check_int, check_probability
+
+
+class _ProcessRNG:
+    """A torch.Generator made on first use in each process, seeded from ``seed`` or, when
+    ``seed`` is None, from ``torch.initial_seed()`` (which DataLoader sets per worker)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._pid: int | None = None
+        self._gen: torch.Generator | None = None
+
+    def get(self) -> torch.Generator:
+        if self._gen is None or self._pid != os.getpid():
+            base = torch.initial_seed() if self.seed is None else self.seed
+            self._gen = torch.Generator().manual_seed(int(base) % (2**63))
+            self._pid = os.getpid()
+        return self._gen
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"seed": self.seed, "_pid": None, "_gen": None}
+
+
+def _as_label(x: Any) -> int | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, torch.Tensor) and x.ndim == 0 and not x.is_floating_point() and x.dtype != torch.bool:
+        return int(x)
+    return None
+
+
+def match_like(synthetic: torch.Tensor, like: Any) -> Any:
+    """A float (C, H, W) image in [0, 1] converted to the type, dtype, shape and range of ``like``."""
+    c, h, w = synthetic.shape
+    if isinstance(like, PIL.Image.Image):
+        bands = len(like.getbands())
+        if (like.size[1], like.size[0]) != (h, w) or bands != c:
+            raise ValueError(
+                f"expected a PIL image of {c} band(s) and size {w}x{h} (the generator's shape), "
+                f"got {bands} band(s) and size {like.size[0]}x{like.size[1]}"
+            )
+        out = v2.functional.to_pil_image(synthetic.clamp(0, 1))
+        return out.convert(like.mode) if out.mode != like.mode else out
+    if isinstance(like, torch.Tensor):
+        shape = tuple(like.shape)
+        if shape == (c, h, w):
+            img = synthetic
+        elif c == 1 and shape == (h, w):
+            img = synthetic[0]
+        else:
+            raise ValueError(
+                f"expected an image tensor of shape {(c, h, w)} (the generator's shape), got {shape}"
+            )
+        if like.dtype == torch.uint8:
+            img = img.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        elif like.is_floating_point():
+            lo, hi = float(like.min()), float(like.max())
+            if lo < 0 or hi > 1:
+                raise ValueError(
+                    f"expected float images in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                    "place SyntheticReplace before Normalize"
+                )
+            img = img.to(like.dtype)
+        else:
+            raise ValueError(f"expected a uint8 or float image tensor, got dtype {like.dtype}")
+        img = img.to(like.device)
+        return tv_tensors.wrap(img, like=like) if isinstance(like, tv_tensors.TVTensor) else img
+    raise ValueError(f"expected a PIL image or an image tensor, got {type(like).__name__}")
+
+
+class _Banks:
+    """Per-class banks of synthetic images, refilled ``bank_size`` at a time."""
+
+    def __init__(self, generator: Any, bank_size: int, truncation: float) -> None:
+        self.generator, self.bank_size, self.truncation = generator, bank_size, truncation
+        self.banks: dict[int, list[torch.Tensor]] = {}
+
+    def take(self, label: int, rng: torch.Generator) -> torch.Tensor:
+        k = self.generator.num_classes
+        if not 0 <= label < k:
+            raise ValueError(f"label must be in [0, {k - 1}] (the generator's classes), got {label}")
+        bank = self.banks.setdefault(label, [])
+        if not bank:
+            y = torch.full((self.bank_size,), label, dtype=torch.long)
+            bank.extend(self.generator.sample(y, generator=rng, truncation=self.truncation).cpu().unbind(0))
+        return bank.pop()
+
+
+class SyntheticReplace(v2.Transform):
+    """With probability ``p``, swap an ``(image, label)`` sample's image for a synthetic one of
+    the same class.
+
+    The replacement has the input's type, dtype, shape and value range (PIL image, uint8 or
+    float tensor in [0, 1], ``tv_tensors.Image``), so it can sit anywhere before ``Normalize``
+    in a ``v2.Compose``; put it first to send synthetic images through the same augmentation
+    as real ones. Labels are kept. Synthetic images come from per-class banks refilled
+    ``bank_size`` at a time.
+
+    Args:
+        generator: a class-labelled generator.
+        p: probability of replacement.
+        bank_size: images generated per refill of a class's bank.
+        seed: seed of the decisions and samples; ``None`` takes ``torch.initial_seed()`` in
+            each process, which DataLoader sets per worker.
+        truncation: latent scale in (0, 1].
+
+    Example:
+        >>> tf = v2.Compose([SyntheticReplace(gen, p=0.3), v2.PILToTensor()])  # doctest: +SKIP
+        >>> MNIST(root, transforms=tf)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, generator: Any, *, p: float = 0.5, bank_size: int = 64, seed: int | None = None,
+        truncation: float = 1.0,
+    ) -> None:
+        super().__init__()
+        check_probability("p", p)
+        check_int("bank_size", bank_size, minimum=1)
+        if generator.num_classes < 1:
+            raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
+        self.generator = generator
+        self.p = p
+        self._rng = _ProcessRNG(seed)
+        self._banks = _Banks(generator, bank_size, truncation)
+        self._label: int | None = None
+
+    def check_inputs(self, flat_inputs: list[Any]) -> None:
+        # The label is not an image, so make_params never sees it: take it here.
+        labels = [lab for lab in (_as_label(x) for x in flat_inputs) if lab is not None]
+        if not labels:
+            raise ValueError(
+                "SyntheticReplace expects (image, label) inputs with an int label, got "
+                f"{[type(x).__name__ for x in flat_inputs]}"
+            )
+        self._label = labels[0]
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        rng = self._rng.get()
+        replace = self.p > 0 and float(torch.rand((), generator=rng)) < self.p
+        synthetic = self._banks.take(self._label, rng) if replace else None
+        return {"synthetic": synthetic}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["synthetic"] is None:
+            return inpt
+        return match_like(params["synthetic"], inpt)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        banks = _Banks(self._banks.generator, self._banks.bank_size, self._banks.truncation)
+        state["_banks"] = banks  # weights travel, generated images do not
+        return state
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, generator={getattr(self.generator, 'family', '?')}"
+
+
+class SyntheticBatchMix:
+    """Mix synthetic samples into a batch in one forward pass on the batch's device.
+
+    Args:
+        generator: a class-labelled generator (moved to the batch's device on first use).
+        fraction: share of the batch to replace (``mode="replace"``) or to add (``"append"``).
+        balance: ``"batch"``: synthetic samples take the labels of the batch; ``"uniform"``:
+            uniformly drawn classes.
+        mode: ``"replace"`` or ``"append"``.
+        transform: applied to the synthetic batch (float in [0, 1], or uint8 if the batch is
+            uint8) before mixing, e.g. the normalisation the real batch went through.
+        seed: seed of the choices and samples (``None``: ``torch.initial_seed()`` per process).
+
+    Example:
+        >>> mix = SyntheticBatchMix(gen, fraction=0.25)  # doctest: +SKIP
+        >>> for x, y in loader:  # doctest: +SKIP
+        ...     x, y = mix(x.cuda(), y.cuda())
+        >>> DataLoader(ds, batch_size=128, collate_fn=mix.collate)  # as a collate function  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, generator: Any, *, fraction: float, balance: str = "batch", mode: str = "replace",
+        transform: Any = None, seed: int | None = None, truncation: float = 1.0,
+    ) -> None:
+        check_probability("fraction", fraction)
+        check_choice("balance", balance, ("batch", "uniform"))
+        check_choice("mode", mode, ("replace", "append"))
+        if generator.num_classes < 1:
+            raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
+        self.generator, self.fraction, self.balance, self.mode = generator, fraction, balance, mode
+        self.transform, self.truncation = transform, truncation
+        self._rng = _ProcessRNG(seed)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise ValueError(f"expected images as a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+        if tuple(images.shape[1:]) != tuple(self.generator.image_shape):
+            raise ValueError(
+                f"the generator makes images of shape {tuple(self.generator.image_shape)}, "
+                f"the batch has {tuple(images.shape[1:])}"
+            )
+        if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
+            raise ValueError(f"expected {images.shape[0]} labels, got {getattr(labels, 'shape', labels)}")
+        k = self.generator.num_classes
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+            lo, hi = int(labels.min()), int(labels.max())
+            raise ValueError(f"labels must be in [0, {k - 1}], got values in [{lo}, {hi}]")
+        n = images.shape[0]
+        m = round(self.fraction * n)
+        if m == 0:
+            return images, labels
+        rng = self._rng.get()
+        if self.mode == "replace":
+            pos = torch.randperm(n, generator=rng)[:m]
+            syn_labels = labels.cpu()[pos] if self.balance == "batch" else torch.randint(k, (m,), generator=rng)
+        else:
+            pick = torch.randint(n, (m,), generator=rng)
+            syn_labels = labels.cpu()[pick] if self.balance == "batch" else torch.randint(k, (m,), generator=rng)
+        if self.generator.device != images.device:
+            self.generator.to(images.device)
+        syn = self.generator.sample(syn_labels, generator=rng, truncation=self.truncation)
+        if images.dtype == torch.uint8:
+            syn = syn.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        if self.transform is not None:
+            syn = self.transform(syn)
+        syn = syn.to(images.device, images.dtype)
+        syn_labels = syn_labels.to(labels.device, labels.dtype)
+        if self.mode == "replace":
+            images, labels = images.clone(), labels.clone()
+            pos = pos.to(images.device)
+            images[pos] = syn
+            labels[pos] = syn_labels
+            return images, labels
+        return torch.cat([images, syn]), torch.cat([labels, syn_labels])
+
+    def collate(self, batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``default_collate`` then mix: pass as a DataLoader's ``collate_fn``."""
+        images, labels = default_collate(batch)
+        return self(images, labels)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(fraction={self.fraction}, balance={self.balance!r}, "
+                f"mode={self.mode!r})")
