@@ -14,3 +14,22 @@ def test_train_generator_example_runs(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert (out / "example_grid.png").is_file() and (out / "config.json").is_file()
+
+
+def test_drop_into_dataloader_example_runs():
+    res = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "drop_into_dataloader.py"), "--gen-steps", "10", "--epochs", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "accuracy real + synthetic:" in res.stdout
+
+
+def test_balance_imbalanced_example_runs():
+    res = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "balance_imbalanced.py"), "--keep", "0.05", "--gen-steps", "10",
+         "--epochs", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "balanced + synthetic" in res.stdout and "synthetic images added per class" in res.stdout
