@@ -301,7 +301,7 @@ class DCGAN(nn.Module):
         self.discriminator = DCGANDiscriminator(config)
 
     @staticmethod
-    def build_generator(config: DCGANConfig) -> nn.Module:
+    def build_generator(config: DCGANConfig | BEGANConfig) -> nn.Module:
         return DCGANGenerator(
             config.image_shape,
             config.latent_dim,
@@ -381,13 +381,5 @@ class BEGAN(nn.Module):
         self.generator = self.build_generator(config)
         self.discriminator = BEGANDiscriminator(config)
 
-    @staticmethod
-    def build_generator(config: BEGANConfig) -> nn.Module:
-        return DCGANGenerator(
-            config.image_shape,
-            config.latent_dim,
-            config.num_classes,
-            config.g_dense,
-            config.g_channels,
-            config.g_dropout,
-        )
+    # The same generator as DCGAN (BEGANConfig has the same g_* fields).
+    build_generator = staticmethod(DCGAN.build_generator)
