@@ -169,6 +169,51 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from genaug.data import as_tensors
+    from genaug.metrics import accuracy, train_classifier
+    from genaug.pretrain import build_classifier, few_label_indices, load_backbone
+    from genaug.train import Trainer
+
+    try:
+        data, data_name = _load_data(args.data, args.data_root, args.download)
+        x, y = data if isinstance(data, tuple) else as_tensors(data)
+        out = Path(args.out)
+        if args.backbone:
+            folder = Path(args.backbone)
+        else:
+            # Pretrain on every image; the labels are not used by these families.
+            cfg = TrainConfig(family=args.family, epochs=args.epochs, seed=args.seed,
+                              progress=not args.no_progress)
+            Trainer(cfg, (x, torch.zeros_like(y)), out_dir=out / "pretrained", data_name=data_name).fit()
+            folder = out / "pretrained"
+        idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
+        labelled = TensorDataset(x[idx].float() / 255, y[idx])
+        clf = build_classifier(load_backbone(folder), int(y.max()) + 1, freeze=args.freeze)
+        epochs = max(1, round(args.finetune_steps * 64 / len(labelled)))
+        train_classifier(labelled, model=clf, epochs=epochs, batch_size=64, seed=args.seed,
+                         progress=not args.no_progress)
+        test = _test_set(args)
+        tx, ty = as_tensors(test)
+        acc = accuracy(clf, TensorDataset(tx.float() / 255, ty))
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    print(f"backbone {folder}: fine-tuned on {len(labelled)} labels ({args.labels_per_class} per class); "
+          f"test accuracy {acc:.4f} on {len(ty)} images")
+    return 0
+
+
+def _test_set(args: argparse.Namespace) -> Any:
+    from genaug.data import MNISTSample, load_mnist
+
+    if args.data == "mnist":
+        return load_mnist(args.data_root, train=False)
+    return MNISTSample(train=False)
+
+
 def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug import list_families, list_generators
 
@@ -235,6 +280,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "pretrain", help="pretrain an encoder on unlabelled images, fine-tune on few labels",
+        description="Pretrain FAMILY (autoencoder, vae, dcgan, ...) on the images without labels, then "
+                    "fine-tune a classifier from its encoder or discriminator on K labels per class.")
+    p.add_argument("family", choices=[f for f in list_training_families() if f not in ("cvae", "cgan", "cdcgan")],
+                   metavar="FAMILY")
+    p.add_argument("--data", default="sample", help="'mnist' or 'sample' (bundled)")
+    p.add_argument("--data-root")
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--epochs", type=int, default=1, help="pretraining epochs")
+    p.add_argument("--backbone", help="use this training output folder instead of pretraining")
+    p.add_argument("--labels-per-class", type=int, default=10)
+    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--freeze", default="none", type=lambda v: int(v) if v.isdigit() else v,
+                   help="'none', 'all' or N (first N backbone layers)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/pretrain")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("list", help="list registered generators and families")
     p.set_defaults(func=_list)

@@ -33,3 +33,23 @@ def test_balance_imbalanced_example_runs():
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "balanced + synthetic" in res.stdout and "synthetic images added per class" in res.stdout
+
+
+def test_pretrain_classifier_example_runs():
+    res = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "pretrain_classifier.py"), "--max-steps", "10",
+         "--finetune-steps", "5"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "random init" in res.stdout and "autoencoder pretrained" in res.stdout
+
+
+def test_pretrain_cli(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "genaug.cli", "pretrain", "vae", "--epochs", "1", "--labels-per-class", "5",
+         "--finetune-steps", "5", "--out", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "test accuracy" in res.stdout and "50 labels" in res.stdout

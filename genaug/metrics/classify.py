@@ -17,6 +17,7 @@ from genaug.models import Classifier, ClassifierConfig
 def train_classifier(
     dataset: Dataset,
     *,
+    model: torch.nn.Module | None = None,
     num_classes: int = 10,
     image_shape: tuple[int, int, int] = (1, 28, 28),
     epochs: int = 3,
@@ -27,7 +28,10 @@ def train_classifier(
     device: str = "auto",
     progress: bool = False,
 ) -> Classifier:
-    """Train :class:`~genaug.models.Classifier` with Adam on ``(float image in [0, 1], label)`` items.
+    """Train a classifier with Adam on ``(float image in [0, 1], label)`` items.
+
+    ``model`` defaults to a fresh :class:`~genaug.models.Classifier`; pass one (e.g. from
+    :func:`genaug.pretrain.build_classifier`) to fine-tune it. Frozen parameters stay frozen.
 
     Example:
         >>> clf = train_classifier(mixed_dataset, epochs=2)  # doctest: +SKIP
@@ -36,8 +40,10 @@ def train_classifier(
     check_int("batch_size", batch_size, minimum=1)
     dev = get_device(device)
     torch.manual_seed(seed)
-    model = Classifier(ClassifierConfig(image_shape=image_shape, num_classes=num_classes)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if model is None:
+        model = Classifier(ClassifierConfig(image_shape=image_shape, num_classes=num_classes))
+    model = model.to(dev)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size,
                         num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
                         persistent_workers=num_workers > 0)

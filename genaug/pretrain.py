@@ -1,0 +1,145 @@
+"""Pretrained encoders for classifiers: autoencoder, VAE and discriminator backbones.
+
+A backbone maps float images in [0, 1] to a feature vector. It comes from a
+folder written by ``genaug train``: the encoder of an autoencoder, VAE or
+conditional VAE, or the trunk of a (DC)GAN discriminator (``DIR/discriminator``).
+
+Example:
+    >>> backbone = load_backbone("runs/vae")  # doctest: +SKIP
+    >>> clf = build_classifier(backbone, 10, freeze="none")  # doctest: +SKIP
+    >>> train_classifier(few_labels, model=clf, epochs=20)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genaug._validation import check_int
+from genaug.checkpoint import CONFIG_NAME, load_module, read_card
+
+
+class Backbone(nn.Module):
+    """Features of images in [0, 1]: ``trunk(prepare(x))`` of size ``out_features``.
+
+    Conditional encoders see all-zero label channels (the class is what is to be predicted).
+    """
+
+    def __init__(self, trunk: nn.Module, out_features: int, *, input_range: str = "sigmoid",
+                 label_channels: int = 0) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.out_features = out_features
+        self.input_range = input_range
+        self.label_channels = label_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_range == "tanh":
+            x = x * 2 - 1
+        if self.label_channels:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.label_channels, *x.shape[2:])], dim=1)
+        return self.trunk(x).flatten(1)
+
+
+def backbone_from_model(model: nn.Module, part: str = "model") -> Backbone:
+    """The feature extractor of a model object (autoencoder, VAE or GAN discriminator)."""
+    from genaug.models import BEGAN, DCGAN, GAN, VAE, ConvAutoencoder
+    from genaug.models.gan import BEGANDiscriminator, DCGANDiscriminator, MLPDiscriminator
+
+    if isinstance(model, (GAN, DCGAN, BEGAN)):
+        model = model.discriminator
+    if isinstance(model, (ConvAutoencoder, VAE)):
+        k = getattr(model.config, "num_classes", 0)
+        return Backbone(model.encoder_trunk, model.encoder_trunk.out_features, label_channels=k)
+    if isinstance(model, (DCGANDiscriminator, MLPDiscriminator, BEGANDiscriminator)):
+        cfg = model.config
+        k = cfg.num_classes if cfg.conditioning == "concat" else 0
+        if isinstance(model, MLPDiscriminator):
+            trunk: nn.Module = _MLPTrunk(model, k)
+            return Backbone(trunk, model.out_features, input_range="tanh")
+        trunk = model.encoder_trunk if isinstance(model, BEGANDiscriminator) else model.trunk
+        out = model.encoder_trunk.out_features if isinstance(model, BEGANDiscriminator) else model.out_features
+        return Backbone(trunk, out, input_range="tanh", label_channels=k)
+    raise ValueError(
+        "expected an autoencoder, a VAE or a GAN discriminator, got " + type(model).__name__
+    )
+
+
+class _MLPTrunk(nn.Module):
+    def __init__(self, d: nn.Module, label_features: int) -> None:
+        super().__init__()
+        self.d, self.k = d, label_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1)
+        if self.k:
+            h = torch.cat([h, h.new_zeros(h.shape[0], self.k)], dim=1)
+        return self.d.trunk(h)
+
+
+def load_backbone(path: str | os.PathLike[str]) -> Backbone:
+    """A backbone from a training output folder: an autoencoder's or VAE's folder, a GAN's
+    ``discriminator`` folder, or a GAN's folder (its ``discriminator`` subfolder is used)."""
+    from genaug import load_generator
+
+    folder = Path(path)
+    if (folder / "discriminator" / CONFIG_NAME).is_file():
+        folder = folder / "discriminator"
+    card = read_card(folder / CONFIG_NAME, required=("family", "config"))
+    if card["family"] == "vae":
+        return backbone_from_model(load_generator(folder).vae)
+    if card["family"] in ("autoencoder", "gan", "dcgan", "began") and "part" in card:
+        module, _ = load_module(folder)
+        return backbone_from_model(module)
+    raise ValueError(
+        f"{folder}: expected an autoencoder, VAE or discriminator folder, got family {card['family']!r}"
+    )
+
+
+def build_classifier(backbone: Backbone, num_classes: int, *, freeze: str | int = "none",
+                     dropout: float = 0.2) -> nn.Sequential:
+    """``backbone`` followed by a linear head.
+
+    Args:
+        freeze: "none" (fine-tune everything), "all" (train the head only) or N (freeze the
+            backbone's first N layers that have parameters).
+    """
+    check_int("num_classes", num_classes, minimum=2)
+    layers = [m for m in backbone.trunk.modules() if any(p is not None for p in m.parameters(recurse=False))]
+    if freeze == "all":
+        n = len(layers)
+    elif freeze == "none":
+        n = 0
+    elif isinstance(freeze, int) and not isinstance(freeze, bool) and 0 <= freeze <= len(layers):
+        n = freeze
+    else:
+        raise ValueError(f"freeze must be 'none', 'all' or an int in [0, {len(layers)}], got {freeze!r}")
+    for layer in layers[:n]:
+        for p in layer.parameters(recurse=False):
+            p.requires_grad_(False)
+    return nn.Sequential(backbone, nn.Dropout(dropout), nn.Linear(backbone.out_features, num_classes))
+
+
+def random_backbone_like(backbone: Backbone) -> Backbone:
+    """The same architecture with fresh random weights (the baseline for pretraining)."""
+    import copy
+
+    fresh = copy.deepcopy(backbone)
+    for m in fresh.modules():
+        if hasattr(m, "reset_parameters") and m is not fresh:
+            m.reset_parameters()
+    return fresh
+
+
+def few_label_indices(labels: torch.Tensor, per_class: int, *, seed: int = 0) -> torch.Tensor:
+    """Indices of ``per_class`` randomly chosen items of every class (seeded)."""
+    check_int("per_class", per_class, minimum=1)
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(int(labels.max()) + 1):
+        idx = (labels == c).nonzero().squeeze(1)
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(picks)
