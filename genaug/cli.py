@@ -214,6 +214,53 @@ def _test_set(args: argparse.Namespace) -> Any:
     return MNISTSample(train=False)
 
 
+def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from torch.utils.data import TensorDataset
+
+    from genaug.checkpoint import save_module
+    from genaug.data import as_tensors
+    from genaug.metrics import accuracy, train_classifier
+
+    try:
+        data, data_name = _load_data(args.data, args.data_root, args.download)
+        x, y = data if isinstance(data, tuple) else as_tensors(data)
+        tx, ty = as_tensors(_test_set(args))
+        judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
+                                 image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
+                                 progress=not args.no_progress)
+        acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
+        save_module(judge.cpu(), "classifier", judge.config, args.out,
+                    provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc})
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    print(f"judge saved to {args.out}: test accuracy {acc:.4f}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from genaug import load_generator
+    from genaug.checkpoint import load_module
+    from genaug.data import as_tensors
+    from genaug.metrics import evaluate
+
+    try:
+        gen = load_generator(args.generator, device="cpu")
+        judge, _ = load_module(args.judge)
+        data, _ = _load_data(args.data, args.data_root, False)
+        x, y = data if isinstance(data, tuple) else as_tensors(data)
+        tx, ty = as_tensors(_test_set(args))
+        report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
+                          per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    report = {"generator": str(args.generator), **report}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    for key, value in report.items():
+        print(f"{key:<24}{value:.4f}" if isinstance(value, float) else f"{key:<24}{value}")
+    return 0
+
+
 def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug import list_families, list_generators
 
@@ -300,6 +347,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("judge", help="train the judge classifier used by evaluate and quality gates")
+    p.add_argument("action", choices=["train"])
+    p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
+    p.add_argument("--data-root")
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/judge")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_judge)
+
+    p = sub.add_parser("evaluate", help="judge-FID, KID, precision/recall, label fidelity, coverage, TSTR")
+    p.add_argument("--generator", required=True)
+    p.add_argument("--judge", required=True, help="folder written by 'genaug judge train'")
+    p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
+    p.add_argument("--data-root")
+    p.add_argument("--per-class", type=int, default=1000)
+    p.add_argument("--tstr-epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the report here")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("list", help="list registered generators and families")
     p.set_defaults(func=_list)
