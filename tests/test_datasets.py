@@ -179,8 +179,23 @@ def test_ten_million_items_store_no_images(gen):
     ds = SyntheticDataset(gen, size=10_000_000, block_size=256)
     assert len(ds) == 10_000_000 and len(ds._cache) == 0
     assert ds._labels.nbytes <= 20_000_000  # int16 labels, no images
-    ds[9_999_999]
-    assert len(ds._cache) == 1
+    img, _ = ds[9_999_999]
+    assert img.shape == (1, 28, 28) and len(ds._cache) == 0  # decoded on demand, nothing kept
+
+
+@pytest.mark.parametrize("family", ["vae", "labelled"])
+def test_batched_access_equals_single_access(family):
+    gen = tiny_generator(family)
+    ds = SyntheticDataset(gen, size=40, block_size=8, seed=5)
+    order = [31, 2, 17, 2, -1]
+    batch = ds.__getitems__(order)
+    for (x, y), i in zip(batch, order, strict=True):
+        assert y == ds[i][1]
+        torch.testing.assert_close(x, ds[i][0], atol=1e-6, rtol=0)
+    mixed = MixedDataset(MNISTSample(train=False), gen, synthetic_fraction=0.5)
+    items = mixed.__getitems__([0, 600, 3, 999])
+    assert items[0][1] == mixed[0][1] and items[1][1] == mixed[600][1]
+    torch.testing.assert_close(items[1][0], mixed[600][0], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize(

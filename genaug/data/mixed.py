@@ -131,6 +131,23 @@ class MixedDataset(Dataset):
             return self.real[index]
         return self.synthetic[index - len(self.real)]
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any]]:
+        """Batched access for DataLoader: the batch's synthetic items come from one generator pass."""
+        n, n_real = len(self), len(self.real)
+        bad = [i for i in indices if not -n <= i < n]
+        if bad:
+            raise IndexError(f"indices {bad[:5]} out of range for {n} items")
+        idx = [int(i) % n for i in indices]
+        syn_pos = [j for j, i in enumerate(idx) if i >= n_real]
+        out: list[Any] = [None] * len(idx)
+        if syn_pos:
+            for j, item in zip(syn_pos, self.synthetic.__getitems__([idx[j] - n_real for j in syn_pos]), strict=True):
+                out[j] = item
+        for j, i in enumerate(idx):
+            if i < n_real:
+                out[j] = self.real[i]
+        return out
+
     def __repr__(self) -> str:
         n_syn = 0 if self.synthetic is None else len(self.synthetic)
         return (f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n"

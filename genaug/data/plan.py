@@ -51,3 +51,9 @@ def block_generator(seed: int, block: int) -> torch.Generator:
     """The torch.Generator for one block of items: a pure function of (seed, block)."""
     s = int(np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator().manual_seed(s)
+
+
+def item_generator(seed: int, index: int) -> torch.Generator:
+    """The torch.Generator for one item: a pure function of (seed, index)."""
+    s = int(np.random.SeedSequence([seed, index, 0x17E4]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(s)

@@ -1,8 +1,7 @@
 """Synthetic, class-labelled datasets that plug into a DataLoader.
 
-Item ``i`` is a pure function of ``(seed, i)``: images are generated in blocks
-of ``block_size`` with a ``torch.Generator`` seeded by ``(seed, block)``, never
-the global RNG, so shuffling, worker count and restarts change nothing.
+Item ``i`` is a pure function of ``(seed, i)``, drawn with local ``torch.Generator``
+objects, never the global RNG, so shuffling, worker count and restarts change nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from genaug._validation import check_choice, check_float, check_int
-from genaug.data.plan import block_generator, plan_labels
+from genaug.data.plan import block_generator, item_generator, plan_labels
 
 
 def class_weight_vector(
@@ -75,8 +74,9 @@ class SyntheticDataset(Dataset):
         transform, target_transform: applied to each item, as in torchvision.
         truncation: latent scale in (0, 1].
         output: "tensor" (float32 (C, H, W) in [0, 1]) or "pil".
-        block_size: images generated per forward pass; item i depends on (seed, i // block_size).
-        cache_blocks: generated blocks kept per process.
+        block_size, cache_blocks: for generators without a latent map (labelled, filtered),
+            items are generated in seeded blocks of ``block_size`` and the last ``cache_blocks``
+            blocks are kept per process. Other generators decode each DataLoader batch in one pass.
 
     Example:
         >>> ds = SyntheticDataset(gen, per_class=1000, seed=0)  # doctest: +SKIP
@@ -151,17 +151,40 @@ class SyntheticDataset(Dataset):
             self._cache.move_to_end(b)
         return block
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        index = int(index) % len(self)
-        img = to_output(self._block(index // self.block_size)[index % self.block_size], self.output)
+    def _images(self, indices: np.ndarray) -> torch.Tensor:
+        """Images of the given items. Generators with a latent map draw item i's latent from
+        a generator seeded by (seed, i) and decode the whole request in one forward pass, so a
+        shuffled DataLoader batch costs one batched pass; others use seeded blocks and a cache."""
+        if getattr(self.generator, "supports_latents", False):
+            z = torch.stack([
+                torch.randn(self.generator.latent_dim, generator=item_generator(self.seed, int(i)))
+                for i in indices
+            ]) * self.truncation
+            y = torch.from_numpy(self._labels[indices].astype(np.int64))
+            return self.generator.decode(z, y).cpu()
+        return torch.stack([self._block(int(i) // self.block_size)[int(i) % self.block_size] for i in indices])
+
+    def _item(self, img: torch.Tensor, index: int) -> tuple[Any, Any]:
+        img = to_output(img, self.output)
         target = int(self._labels[index])
         if self.transform is not None:
             img = self.transform(img)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return img, target
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+        """Batched access, used by DataLoader: one generator pass for the whole batch."""
+        n = len(self)
+        bad = [i for i in indices if not -n <= i < n]
+        if bad:
+            raise IndexError(f"indices {bad[:5]} out of range for {n} items")
+        idx = np.asarray(indices, dtype=np.int64) % n
+        images = self._images(idx)
+        return [self._item(images[j], int(i)) for j, i in enumerate(idx)]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.__getitems__([index])[0]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

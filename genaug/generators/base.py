@@ -126,6 +126,24 @@ class BaseGenerator(nn.Module):
             self.train(was_training)
         return out.float().clamp_(0.0, 1.0)
 
+    #: True when an image is a pure function of its latent and label (``decode`` works);
+    #: False for generators that sample by rejection (labelled, filtered).
+    supports_latents: bool = True
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images (float32 in [0, 1]) for given latents and labels: the deterministic half of ``sample``."""
+        if not self.supports_latents:
+            raise TypeError(f"{type(self).__name__} samples by rejection and has no latent-to-image map")
+        labels = self.check_labels(labels)
+        was_training = self.training
+        self.eval()
+        try:
+            out = self._decode(z.to(self.device), labels.to(self.device))
+        finally:
+            self.train(was_training)
+        return out.float().clamp_(0.0, 1.0)
+
     def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -114,6 +114,7 @@ class LabelledGenerator(BaseGenerator):
     """
 
     family = "labelled"
+    supports_latents = False
 
     def __init__(
         self,
@@ -217,6 +218,7 @@ class FilteredGenerator(BaseGenerator):
     """
 
     family = "filtered"
+    supports_latents = False
 
     def __init__(self, base: BaseGenerator, judge: Classifier, *, config: FilterConfig | None = None) -> None:
         if base.num_classes == 0:
