@@ -54,9 +54,11 @@ def main() -> None:
             labelled = TensorDataset(x[idx].float() / 255, y[idx])
             # The conditional VAE sees only the labelled images.
             with tempfile.TemporaryDirectory() as out:
-                cfg = TrainConfig(family="cvae", epochs=10**6, max_steps=args.cvae_steps,
-                                  batch_size=min(64, len(idx)), progress=False, seed=seed)
-                Trainer(cfg, (x[idx], y[idx]), out_dir=out).fit()
+                # Tile the few images so the whole run is one epoch (no per-epoch grids and files).
+                reps = -(-args.cvae_steps * 64 // len(idx))
+                cfg = TrainConfig(family="cvae", epochs=1, max_steps=args.cvae_steps, batch_size=64,
+                                  progress=False, seed=seed, tensorboard="off")
+                Trainer(cfg, (x[idx].repeat(reps, 1, 1, 1), y[idx].repeat(reps)), out_dir=out).fit()
                 gen = genaug.load_generator(out)
             synthetic = SyntheticDataset(gen, per_class=args.synthetic, seed=seed, target_transform=torch.tensor)
             for name, backbone in recipes.items():
