@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from genaug._validation import check_choice, check_float, check_int
 from genaug.data.plan import block_generator, plan_labels
+from genaug.data.real import apply_transforms
 
 SCHEMA_VERSION = 1
 
@@ -286,11 +287,7 @@ class HDF5Dataset(Dataset):
         if img.ndim == 2:
             img = img.unsqueeze(0)
         target = int(self.targets[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return apply_transforms(img, target, self.transform, self.target_transform)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         if not -len(self) <= index < len(self):

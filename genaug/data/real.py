@@ -22,6 +22,16 @@ MNIST_FILES = (
 )
 
 
+def apply_transforms(img: Any, target: Any, transform: Callable | None,
+                     target_transform: Callable | None) -> tuple[Any, Any]:
+    """Apply a dataset's ``transform`` and ``target_transform``, as torchvision datasets do."""
+    if transform is not None:
+        img = transform(img)
+    if target_transform is not None:
+        target = target_transform(target)
+    return img, target
+
+
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     """``root`` if given, else the ``GENAUG_DATA`` environment variable."""
     if root is None:
@@ -102,11 +112,7 @@ class MNISTSample(VisionDataset):
     def __getitem__(self, index: int) -> tuple[Any, int]:
         img = Image.fromarray(self.data[index].numpy(), mode="L")
         target = int(self.targets[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return apply_transforms(img, target, self.transform, self.target_transform)
 
     def extra_repr(self) -> str:
         return f"Split: {'Train' if self.train else 'Test'}"

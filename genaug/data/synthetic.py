@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from genaug._validation import check_choice, check_float, check_int
 from genaug.data.plan import block_generator, item_generator, plan_labels
+from genaug.data.real import apply_transforms
 
 
 def class_weight_vector(
@@ -167,11 +168,7 @@ class SyntheticDataset(Dataset):
     def _item(self, img: torch.Tensor, index: int) -> tuple[Any, Any]:
         img = to_output(img, self.output)
         target = int(self._labels[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return apply_transforms(img, target, self.transform, self.target_transform)
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
         """Batched access, used by DataLoader: one generator pass for the whole batch."""
@@ -293,12 +290,7 @@ class SyntheticStream(IterableDataset):
         while b < n_blocks:
             images, labels = self.block(b)
             for img, label in zip(images, labels.tolist(), strict=True):
-                img = to_output(img, self.output)
-                if self.transform is not None:
-                    img = self.transform(img)
-                if self.target_transform is not None:
-                    label = self.target_transform(label)
-                yield img, label
+                yield apply_transforms(to_output(img, self.output), label, self.transform, self.target_transform)
             b += shards
 
     def __repr__(self) -> str:
