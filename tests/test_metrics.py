@@ -106,3 +106,4 @@ def test_judge_and_evaluate_cli(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert 0 <= report["label_fidelity"] <= 1 and report["fid"] > report["fid_real_vs_real"]
     assert "tstr" in res.stdout
+

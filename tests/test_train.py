@@ -33,7 +33,7 @@ def sample():
 
 def test_all_source_families_are_trainable():
     assert set(FAMILIES) == {"autoencoder", "vae", "cvae", "gan", "cgan", "dcgan", "cdcgan",
-                             "wgan", "wgan-gp", "began"}
+                             "wgan", "wgan-gp", "cwgan-gp", "began"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

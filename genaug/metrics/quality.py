@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from genaug._validation import check_int
 from genaug.metrics.classify import accuracy, train_classifier
 from genaug.models import Classifier
 
@@ -37,16 +38,21 @@ def _batches(x: torch.Tensor, size: int = 500):
         yield x[i : i + size]
 
 
+def _device(judge: nn.Module) -> torch.device:
+    return next(judge.parameters()).device
+
+
 def fid(judge: Classifier, real: torch.Tensor, fake: torch.Tensor) -> float:
     """Fréchet distance between judge features of two image sets (float, [0, 1])."""
     from torchmetrics.image.fid import FrechetInceptionDistance  # optional extra: genaug[metrics]
 
+    dev = _device(judge)
     metric = FrechetInceptionDistance(feature=JudgeFeatures(judge), normalize=True,
-                                      input_img_size=tuple(real.shape[1:]))
+                                      input_img_size=tuple(real.shape[1:])).to(dev)
     for b in _batches(real):
-        metric.update(b, real=True)
+        metric.update(b.to(dev), real=True)
     for b in _batches(fake):
-        metric.update(b, real=False)
+        metric.update(b.to(dev), real=False)
     return float(metric.compute())
 
 
@@ -54,13 +60,14 @@ def kid(judge: Classifier, real: torch.Tensor, fake: torch.Tensor) -> tuple[floa
     """Kernel distance (mean, std over subsets) between judge features."""
     from torchmetrics.image.kid import KernelInceptionDistance  # optional extra: genaug[metrics]
 
+    dev = _device(judge)
     size = min(len(real), len(fake), 1000)
     metric = KernelInceptionDistance(feature=JudgeFeatures(judge), normalize=True, subset_size=size,
-                                     subsets=20)
+                                     subsets=20).to(dev)
     for b in _batches(real):
-        metric.update(b, real=True)
+        metric.update(b.to(dev), real=True)
     for b in _batches(fake):
-        metric.update(b, real=False)
+        metric.update(b.to(dev), real=False)
     mean, std = metric.compute()
     return float(mean), float(std)
 
@@ -68,7 +75,8 @@ def kid(judge: Classifier, real: torch.Tensor, fake: torch.Tensor) -> tuple[floa
 @torch.no_grad()
 def features(judge: Classifier, x: torch.Tensor) -> torch.Tensor:
     judge.eval()
-    return torch.cat([judge.features(b) for b in _batches(x)])
+    dev = _device(judge)
+    return torch.cat([judge.features(b.to(dev)) for b in _batches(x)])
 
 
 def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, *, k: int = 3) -> tuple[float, float]:
@@ -89,7 +97,8 @@ def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, *, k: i
 def predict(judge: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted class and its probability for each image."""
     judge.eval()
-    prob = torch.cat([torch.softmax(judge(b), dim=1) for b in _batches(x)])
+    dev = _device(judge)
+    prob = torch.cat([torch.softmax(judge(b.to(dev)), dim=1).cpu() for b in _batches(x)])
     conf, pred = prob.max(dim=1)
     return pred, conf
 
@@ -97,7 +106,7 @@ def predict(judge: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 def label_fidelity(judge: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of images the judge puts in their intended class."""
     pred, _ = predict(judge, images)
-    return float((pred == labels).float().mean())
+    return float((pred == labels.cpu()).float().mean())
 
 
 def class_coverage(judge: Classifier, images: torch.Tensor, num_classes: int) -> float:
@@ -107,9 +116,10 @@ def class_coverage(judge: Classifier, images: torch.Tensor, num_classes: int) ->
 
 
 def tstr(images: torch.Tensor, labels: torch.Tensor, test: TensorDataset, *, epochs: int = 3,
-         seed: int = 0) -> float:
+         seed: int = 0, num_classes: int | None = None) -> float:
     """Train on synthetic (or any) images with the fixed recipe, test on real: accuracy."""
-    clf = train_classifier(TensorDataset(images, labels), num_classes=int(labels.max()) + 1,
+    k = num_classes if num_classes is not None else int(labels.max()) + 1
+    clf = train_classifier(TensorDataset(images, labels.cpu()), num_classes=k,
                            image_shape=tuple(images.shape[1:]), epochs=epochs, seed=seed)
     return accuracy(clf, test)
 
@@ -123,22 +133,41 @@ def evaluate(
     per_class: int = 1000,
     seed: int = 0,
     tstr_epochs: int = 3,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The full report: judge-FID, KID, precision/recall, fidelity, coverage, TSTR, next to the
-    real-vs-real floor (train sample against test set) and the real-trained reference."""
-    k = generator.num_classes
-    labels = torch.arange(k).repeat_interleave(per_class)
+    real-vs-real floor (train sample against test set) and the real-trained reference.
+
+    Images are float in [0, 1]; the judge's device is used throughout. An unconditional
+    generator (``num_classes == 0``) draws ``per_class * k`` samples that the judge labels:
+    its label fidelity is ``None`` (it has no intended classes) and its TSTR is that of the
+    judge-labelled samples.
+    """
+    check_int("per_class", per_class, minimum=1)
+    check_int("tstr_epochs", tstr_epochs, minimum=1)
+    k = int(judge.config.num_classes)
+    if generator.num_classes not in (0, k):
+        raise ValueError(
+            f"expected a generator of {k} classes (the judge's) or an unconditional one, "
+            f"got {generator.num_classes} classes"
+        )
+    conditional = generator.num_classes > 0
+    n = k * per_class
+    labels = torch.arange(k).repeat_interleave(per_class) if conditional else torch.full((n,), -1)
     g = torch.Generator().manual_seed(seed)
     fake = torch.cat([generator.sample(b, generator=g).cpu() for b in _batches(labels, 1000)])
+    if not conditional:
+        labels, _ = predict(judge, fake)
     tx, ty = real_test
-    n = len(labels)
     pick = torch.randperm(len(real_train[1]), generator=torch.Generator().manual_seed(seed))[:n]
     rx, ry = real_train[0][pick], real_train[1][pick]
     test = TensorDataset(tx, ty)
-    real_f, fake_f, test_f = features(judge, tx), features(judge, fake), None
-    p, r = precision_recall(real_f[:5000], fake_f[:5000])
-    test_f = features(judge, rx)
-    p_floor, r_floor = precision_recall(real_f[:5000], test_f[:5000])
+    real_f, fake_f, train_f = features(judge, tx), features(judge, fake), features(judge, rx)
+    # k-NN manifolds on random subsets of 5000 (samples are ordered by class).
+    sub = torch.Generator().manual_seed(seed + 1)
+    real_s, fake_s, train_s = (f[torch.randperm(len(f), generator=sub)[:5000].to(f.device)]
+                               for f in (real_f, fake_f, train_f))
+    p, r = precision_recall(real_s, fake_s)
+    p_floor, r_floor = precision_recall(real_s, train_s)
     kid_mean, kid_std = kid(judge, tx, fake)
     return {
         "fid": fid(judge, tx, fake),
@@ -149,10 +178,11 @@ def evaluate(
         "recall": r,
         "precision_real_vs_real": p_floor,
         "recall_real_vs_real": r_floor,
-        "label_fidelity": label_fidelity(judge, fake, labels),
+        "label_fidelity": label_fidelity(judge, fake, labels) if conditional else None,
         "label_fidelity_real": label_fidelity(judge, tx, ty),
         "class_coverage": class_coverage(judge, fake, k),
-        "tstr": tstr(fake, labels, test, epochs=tstr_epochs, seed=seed),
-        "trtr": tstr(rx, ry, test, epochs=tstr_epochs, seed=seed),
+        "tstr": tstr(fake, labels, test, epochs=tstr_epochs, seed=seed, num_classes=k),
+        "trtr": tstr(rx, ry, test, epochs=tstr_epochs, seed=seed, num_classes=k),
         "samples": n,
+        "conditional": conditional,
     }

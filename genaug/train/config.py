@@ -61,14 +61,10 @@ register_preset(
     ),
 )
 # WGAN-GP (Gulrajani et al., 2017): gradient penalty 10, Adam(1e-4, 0.5, 0.9); no batch norm in the critic.
-register_preset(
-    "wgan-gp",
-    FamilyPreset(
-        "dcgan", "gan", False, {**_STRIDED_D, "d_norm": "layer"},
-        {"optimizer": "adam", "lr": 1e-4, "betas": (0.5, 0.9), "gan_loss": "wasserstein",
-         "lipschitz": "gp", "d_steps": 5, "input_range": "tanh"},
-    ),
-)
+_WGAN_GP = {"optimizer": "adam", "lr": 1e-4, "betas": (0.5, 0.9), "gan_loss": "wasserstein",
+            "lipschitz": "gp", "d_steps": 5, "input_range": "tanh"}
+register_preset("wgan-gp", FamilyPreset("dcgan", "gan", False, {**_STRIDED_D, "d_norm": "layer"}, _WGAN_GP))
+register_preset("cwgan-gp", FamilyPreset("dcgan", "gan", True, {**_STRIDED_D, "d_norm": "layer"}, _WGAN_GP))
 register_preset(
     "began",
     FamilyPreset("began", "began", False, {}, {**_GAN_ADAM, "lr": 1e-4}),
