@@ -6,17 +6,24 @@ Backbones are pretrained on unlabelled MNIST training images (labels unused) wit
 RUNS layout is RUNS/autoencoder, RUNS/vae, RUNS/dcgan. For each seed, K labelled images
 per class are drawn; the conditional VAE for mixing is trained on those images only.
 Every classifier is fine-tuned for the same number of steps and tested on the 10,000
-MNIST test images. Mean and std over seeds are printed.
+MNIST test images. The semi-supervised GAN (Salimans et al., 2016) learns its
+discriminator-classifier from the K labelled images per class and all training images
+without labels. Mean and std over seeds are printed.
 
     python benchmarks/few_labels.py --runs RUNS --data-root DIR
+    # seeds in parallel processes, then one table:
+    python benchmarks/few_labels.py ... --first-seed 1 --seeds 1 --json s1.json
+    python benchmarks/few_labels.py --merge s*.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset, TensorDataset
@@ -26,41 +33,79 @@ from genaug.data import SyntheticDataset, as_tensors, load_mnist
 from genaug.metrics import accuracy, train_classifier
 from genaug.pretrain import build_classifier, few_label_indices, load_backbone, random_backbone_like
 from genaug.train import TrainConfig, Trainer
+from genaug.train.semisupervised import SemiSupervisedConfig, fit_semi_supervised_gan
+
+BACKBONE_RECIPES = {"random init": "autoencoder", "autoencoder": "autoencoder", "vae": "vae",
+                    "dcgan discriminator": "dcgan"}
+ALL_RECIPES = [*BACKBONE_RECIPES, "semi-supervised gan"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", required=True, help="folder with autoencoder/, vae/ and dcgan/ training outputs")
-    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--runs", help="folder with autoencoder/, vae/ and dcgan/ training outputs")
+    ap.add_argument("--data-root")
     ap.add_argument("--labels", type=int, nargs="+", default=[10, 100], help="labels per class")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--recipes", nargs="+", default=ALL_RECIPES, choices=ALL_RECIPES)
     ap.add_argument("--steps", type=int, default=400, help="fine-tuning steps (batch 64)")
     ap.add_argument("--synthetic", type=int, default=2000, help="synthetic images per class when mixing")
     ap.add_argument("--cvae-steps", type=int, default=1500)
+    ap.add_argument("--ssgan-epochs", type=int, default=20, help="epochs of the semi-supervised GAN")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", help="write the accuracies here (for --merge)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier --json outputs")
     args = ap.parse_args()
+    if args.merge:
+        results: dict[str, list[float]] = {}
+        for path in args.merge:
+            for key, accs in json.loads(Path(path).read_text())["results"].items():
+                results.setdefault(key, []).extend(accs)
+        # Settings as recorded by the runs that used them.
+        meta: dict = {}
+        for path in args.merge:
+            saved = json.loads(Path(path).read_text())
+            ran_ssgan = any(key.startswith("semi-supervised") for key in saved["results"])
+            ran_backbones = any(not key.startswith("semi-supervised") for key in saved["results"])
+            for key, value in saved["settings"].items():
+                if (ran_ssgan if key == "ssgan_epochs" else ran_backbones):
+                    meta.setdefault(key, value)
+        print_table(results, meta)
+        return
+    if not args.data_root:
+        ap.error("--data-root is required (unless --merge)")
+    results = run(args)
+    settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs")}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
+    print_table(results, settings)
+
+
+def run(args: argparse.Namespace) -> dict[str, list[float]]:
     torch.manual_seed(0)
     x, y = as_tensors(load_mnist(args.data_root))
     tx, ty = as_tensors(load_mnist(args.data_root, train=False))
     test = TensorDataset(tx.float() / 255, ty)
-    backbones = {name: load_backbone(f"{args.runs}/{name}") for name in ("autoencoder", "vae", "dcgan")}
-    recipes = {"random init": random_backbone_like(backbones["autoencoder"]),
-               "autoencoder": backbones["autoencoder"], "vae": backbones["vae"],
-               "dcgan discriminator": backbones["dcgan"]}
-    results: dict[tuple[str, int, bool], list[float]] = {}
+    wanted = [r for r in args.recipes if r in BACKBONE_RECIPES]
+    if wanted and not args.runs:
+        raise SystemExit(f"--runs is needed for the recipes {wanted}")
+    loaded = {name: load_backbone(f"{args.runs}/{name}") for name in {BACKBONE_RECIPES[r] for r in wanted}}
+    recipes = {r: random_backbone_like(loaded["autoencoder"]) if r == "random init" else loaded[BACKBONE_RECIPES[r]]
+               for r in wanted}
+    results: dict[str, list[float]] = {}
     start = time.time()
     for k in args.labels:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             idx = few_label_indices(y, k, seed=1000 + seed)
             labelled = TensorDataset(x[idx].float() / 255, y[idx])
-            # The conditional VAE sees only the labelled images.
-            with tempfile.TemporaryDirectory() as out:
-                # Tile the few images so the whole run is one epoch (no per-epoch grids and files).
-                reps = -(-args.cvae_steps * 64 // len(idx))
-                cfg = TrainConfig(family="cvae", epochs=1, max_steps=args.cvae_steps, batch_size=64,
-                                  progress=False, seed=seed, tensorboard="off")
-                Trainer(cfg, (x[idx].repeat(reps, 1, 1, 1), y[idx].repeat(reps)), out_dir=out).fit()
-                gen = genaug.load_generator(out)
-            synthetic = SyntheticDataset(gen, per_class=args.synthetic, seed=seed, target_transform=torch.tensor)
+            if "semi-supervised gan" in args.recipes:
+                # Every training image without its label, plus the K labelled ones per class.
+                cfg = SemiSupervisedConfig(epochs=args.ssgan_epochs, seed=seed, device=args.device, progress=False)
+                model = fit_semi_supervised_gan(x, y, idx, config=cfg)
+                acc = accuracy(model.discriminator, test)
+                results.setdefault(f"semi-supervised gan|{k}|0", []).append(acc)
+            if recipes:
+                synthetic = _cvae_samples(x, y, idx, seed, args)
             for name, backbone in recipes.items():
                 for mix in (False, True):
                     data = ConcatDataset([labelled, synthetic]) if mix else labelled
@@ -68,23 +113,44 @@ def main() -> None:
                     epochs = max(1, round(args.steps * 64 / len(data)))
                     torch.manual_seed(seed)
                     clf = build_classifier(_copy(backbone), 10, freeze="none")
-                    train_classifier(data, model=clf, epochs=epochs, batch_size=64, seed=seed, device="cpu")
-                    acc = accuracy(clf, test)
-                    results.setdefault((name, k, mix), []).append(acc)
+                    train_classifier(data, model=clf, epochs=epochs, batch_size=64, seed=seed, device=args.device)
+                    results.setdefault(f"{name}|{k}|{int(mix)}", []).append(accuracy(clf, test))
             print(f"  done {k} labels/class, seed {seed} ({time.time() - start:.0f} s)", flush=True)
+    return results
 
-    print(f"\nMNIST test accuracy (mean ± std over {args.seeds} seeds); fine-tuning {args.steps} steps of 64; "
-          f"mixing adds {args.synthetic} cVAE samples per class")
-    columns = [(k, mix) for k in args.labels for mix in (False, True)]
+
+def _cvae_samples(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, seed: int,
+                  args: argparse.Namespace) -> SyntheticDataset:
+    """A conditional VAE trained on the labelled images only, as a synthetic dataset."""
+    with tempfile.TemporaryDirectory() as out:
+        # Tile the few images so the whole run is one epoch (no per-epoch grids and files).
+        reps = -(-args.cvae_steps * 64 // len(idx))
+        cfg = TrainConfig(family="cvae", epochs=1, max_steps=args.cvae_steps, batch_size=64,
+                          progress=False, seed=seed, tensorboard="off", device=args.device)
+        Trainer(cfg, (x[idx].repeat(reps, 1, 1, 1), y[idx].repeat(reps)), out_dir=out).fit()
+        gen = genaug.load_generator(out)
+    return SyntheticDataset(gen, per_class=args.synthetic, seed=seed, target_transform=torch.tensor)
+
+
+def print_table(results: dict[str, list[float]], settings: dict) -> None:
+    print(f"\nMNIST test accuracy (mean ± std over seeds); fine-tuning {settings.get('steps', '?')} steps of 64; "
+          f"mixing adds {settings.get('synthetic', '?')} cVAE samples per class; semi-supervised GAN "
+          f"{settings.get('ssgan_epochs', '?')} epochs")
+    labels = sorted({int(key.split("|")[1]) for key in results})
+    columns = [(k, mix) for k in labels for mix in (0, 1)]
     titles = [f"{k * 10} labels" + (" + synth." if mix else "") for k, mix in columns]
-    print(f"{'backbone':<22}" + "".join(f"{t:>22}" for t in titles))
-    for name in recipes:
+    print(f"{'recipe':<22}" + "".join(f"{t:>22}" for t in titles))
+    for name in ALL_RECIPES:
         cells = []
         for k, mix in columns:
-            r = results[(name, k, mix)]
+            r = results.get(f"{name}|{k}|{mix}")
+            if not r:
+                cells.append("—")
+                continue
             sd = statistics.stdev(r) if len(r) > 1 else 0.0
-            cells.append(f"{statistics.mean(r) * 100:.1f} ± {sd * 100:.1f}")
-        print(f"{name:<22}" + "".join(f"{c:>22}" for c in cells))
+            cells.append(f"{statistics.mean(r) * 100:.1f} ± {sd * 100:.1f} (n={len(r)})")
+        if any(c != "—" for c in cells):
+            print(f"{name:<22}" + "".join(f"{c:>22}" for c in cells))
 
 
 def _copy(module: torch.nn.Module) -> torch.nn.Module:

@@ -59,3 +59,32 @@ def test_finetuning_on_a_tiny_set_beats_chance(tmp_path):
     train_classifier(torch.utils.data.TensorDataset(x[:300], y[:300]), model=clf, epochs=5, batch_size=32,
                      device="cpu")
     assert accuracy(clf, torch.utils.data.TensorDataset(tx, ty)) > 0.5  # chance is 0.1
+
+
+def test_semi_supervised_gan_learns_from_few_labels():
+    from torch.utils.data import TensorDataset
+
+    from genaug.data import as_tensors
+    from genaug.pretrain import few_label_indices
+    from genaug.train.semisupervised import SemiSupervisedConfig, fit_semi_supervised_gan
+
+    x, y = as_tensors(MNISTSample(train=True))
+    tx, ty = as_tensors(MNISTSample(train=False))
+    idx = few_label_indices(y, 5, seed=0)
+    cfg = SemiSupervisedConfig(model={"g_hidden": (64,), "d_hidden": (128, 64)}, epochs=15, batch_size=50,
+                               device="cpu", progress=False)
+    model = fit_semi_supervised_gan(x, y, idx, config=cfg)
+    acc = accuracy(model.discriminator, TensorDataset(tx.float() / 255, ty))
+    assert acc > 0.3, acc  # 50 labels in all; chance is 0.1
+    fake = model.generator(torch.rand(4, model.config.latent_dim))
+    assert fake.shape == (4, 1, 28, 28) and float(fake.min()) >= 0 and float(fake.max()) <= 1
+
+
+def test_semi_supervised_gan_rejects_bad_input():
+    from genaug.train.semisupervised import fit_semi_supervised_gan
+
+    x = torch.zeros(10, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="indices"):
+        fit_semi_supervised_gan(x, torch.zeros(10, dtype=torch.long), torch.tensor([10]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit_semi_supervised_gan(x.float() * 2 + 2, torch.zeros(10, dtype=torch.long), torch.tensor([0]))

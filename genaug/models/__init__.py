@@ -26,6 +26,7 @@ from genaug.models.gan import (
     GANConfig,
 )
 from genaug.models.layers import MinibatchDiscrimination
+from genaug.models.ssgan import SemiSupervisedGAN, SSGANConfig
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ register_model("gan", GANConfig, GAN)
 register_model("dcgan", DCGANConfig, DCGAN)
 register_model("began", BEGANConfig, BEGAN)
 register_model("classifier", ClassifierConfig, Classifier)
+register_model("ssgan", SSGANConfig, SemiSupervisedGAN)
 
 __all__ = [
     "AutoencoderConfig",
@@ -103,4 +105,6 @@ __all__ = [
     "list_models",
     "make_config",
     "register_model",
+    "SemiSupervisedGAN",
+    "SSGANConfig",
 ]
