@@ -142,8 +142,9 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise ValueError("--min-confidence needs --judge DIR (a classifier saved with save_module)")
         from genaug.checkpoint import load_module
         from genaug.generators import FilterConfig, FilteredGenerator
+        from genaug.registry import resolve_model_path
 
-        judge, _ = load_module(args.judge)
+        judge, _ = load_module(resolve_model_path(args.judge))
         return FilteredGenerator(gen, judge.to(gen.device), config=FilterConfig(min_confidence=args.min_confidence))
 
     try:
@@ -227,10 +228,12 @@ def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         tx, ty = as_tensors(_test_set(args))
         judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
                                  image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
-                                 progress=not args.no_progress)
+                                 device=args.device, progress=not args.no_progress)
         acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
+        command = "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         save_module(judge.cpu(), "classifier", judge.config, args.out,
-                    provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc})
+                    provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc,
+                                "command": command})
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     print(f"judge saved to {args.out}: test accuracy {acc:.4f}")
@@ -241,11 +244,15 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug import load_generator
     from genaug.checkpoint import load_module
     from genaug.data import as_tensors
+    from genaug.device import get_device
     from genaug.metrics import evaluate
+    from genaug.registry import resolve_model_path
 
     try:
-        gen = load_generator(args.generator, device="cpu")
-        judge, _ = load_module(args.judge)
+        device = get_device(args.device)
+        gen = load_generator(args.generator, device=device)
+        judge, _ = load_module(resolve_model_path(args.judge))
+        judge = judge.to(device)
         data, _ = _load_data(args.data, args.data_root, False)
         x, y = data if isinstance(data, tuple) else as_tensors(data)
         tx, ty = as_tensors(_test_set(args))
@@ -332,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain", help="pretrain an encoder on unlabelled images, fine-tune on few labels",
         description="Pretrain FAMILY (autoencoder, vae, dcgan, ...) on the images without labels, then "
                     "fine-tune a classifier from its encoder or discriminator on K labels per class.")
-    p.add_argument("family", choices=[f for f in list_training_families() if f not in ("cvae", "cgan", "cdcgan")],
+    conditional = ("cvae", "cgan", "cdcgan", "cwgan-gp")
+    p.add_argument("family", choices=[f for f in list_training_families() if f not in conditional],
                    metavar="FAMILY")
     p.add_argument("--data", default="sample", help="'mnist' or 'sample' (bundled)")
     p.add_argument("--data-root")
@@ -355,19 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--out", default="runs/judge")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_judge)
 
     p = sub.add_parser("evaluate", help="judge-FID, KID, precision/recall, label fidelity, coverage, TSTR")
     p.add_argument("--generator", required=True)
-    p.add_argument("--judge", required=True, help="folder written by 'genaug judge train'")
+    p.add_argument("--judge", default="mnist-judge",
+                   help="folder written by 'genaug judge train' (default: the bundled MNIST judge)")
     p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
     p.add_argument("--data-root")
     p.add_argument("--per-class", type=int, default=1000)
     p.add_argument("--tstr-epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the report here")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("list", help="list registered generators and families")

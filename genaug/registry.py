@@ -17,6 +17,7 @@ from genaug.models import VAE, make_config
 
 _FAMILIES: dict[str, Callable[[dict[str, Any]], BaseGenerator]] = {}
 _NAMED: dict[str, Path] = {}
+BUNDLED_DIR = Path(__file__).parent / "weights"
 
 
 def register_family(name: str, build: Callable[[dict[str, Any]], BaseGenerator]) -> None:
@@ -94,8 +95,35 @@ def _gan_builder(family: str) -> Callable[[dict[str, Any]], BaseGenerator]:
     return build
 
 
+def bundled_path(name: str) -> Path:
+    """Folder of a model bundled with genaug (e.g. ``"mnist-cdcgan"`` or the judge ``"mnist-judge"``)."""
+    folder = BUNDLED_DIR / name
+    if not (folder / "config.json").is_file():
+        names = sorted(p.parent.name for p in BUNDLED_DIR.glob("*/config.json"))
+        raise FileNotFoundError(f"no bundled model named {name!r}; bundled: {names}")
+    return folder
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """A bundled model's folder for a bundled name, else the path itself."""
+    key = os.fspath(name_or_path)
+    if (BUNDLED_DIR / key / "config.json").is_file() and not Path(key).exists():
+        return BUNDLED_DIR / key
+    return Path(key)
+
+
+def _register_bundled() -> None:
+    """Bundled generators (cards without a ``part``) become loadable by their folder name."""
+    import json
+
+    for config in sorted(BUNDLED_DIR.glob("*/config.json")):
+        if "part" not in json.loads(config.read_text()):
+            register_generator(config.parent.name, config.parent)
+
+
 register_family("vae", _build_vae)
 for _family in ("gan", "dcgan", "began"):
     register_family(_family, _gan_builder(_family))
 register_family("labelled", build_labelled)
 register_family("filtered", build_filtered)
+_register_bundled()
