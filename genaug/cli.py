@@ -183,6 +183,8 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         data, data_name = _load_data(args.data, args.data_root, args.download)
         x, y = data if isinstance(data, tuple) else as_tensors(data)
         out = Path(args.out)
+        if args.family == "ssgan":
+            return _pretrain_ssgan(args, x, y, data_name)
         if args.backbone:
             folder = Path(args.backbone)
         else:
@@ -204,6 +206,31 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(err))
     print(f"backbone {folder}: fine-tuned on {len(labelled)} labels ({args.labels_per_class} per class); "
           f"test accuracy {acc:.4f} on {len(ty)} images")
+    return 0
+
+
+def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str) -> int:
+    """Semi-supervised GAN: its discriminator becomes the classifier (saved with save_module)."""
+    from torch.utils.data import TensorDataset
+
+    from genaug.checkpoint import save_module
+    from genaug.data import as_tensors
+    from genaug.metrics import accuracy
+    from genaug.pretrain import few_label_indices
+    from genaug.train.semisupervised import SemiSupervisedConfig, fit_semi_supervised_gan
+
+    idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
+    cfg = SemiSupervisedConfig(epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+    model = fit_semi_supervised_gan(x, y, idx, config=cfg)
+    tx, ty = as_tensors(_test_set(args))
+    acc = accuracy(model.discriminator, TensorDataset(tx.float() / 255, ty))
+    command = "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    folder = save_module(model.discriminator.cpu(), "ssgan", model.config, Path(args.out) / "classifier",
+                         part="discriminator",
+                         provenance={"training_data": data_name, "labels": len(idx), "train_config": cfg.to_dict(),
+                                     "test_accuracy": acc, "command": command})
+    print(f"semi-supervised GAN: {len(idx)} labels ({args.labels_per_class} per class) and {len(y)} images; "
+          f"test accuracy {acc:.4f} on {len(ty)} images; classifier saved to {folder}")
     return 0
 
 
@@ -340,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain FAMILY (autoencoder, vae, dcgan, ...) on the images without labels, then "
                     "fine-tune a classifier from its encoder or discriminator on K labels per class.")
     conditional = ("cvae", "cgan", "cdcgan", "cwgan-gp")
-    p.add_argument("family", choices=[f for f in list_training_families() if f not in conditional],
-                   metavar="FAMILY")
+    p.add_argument("family", choices=[*(f for f in list_training_families() if f not in conditional), "ssgan"],
+                   metavar="FAMILY", help="a family to pretrain, or 'ssgan': a semi-supervised GAN whose "
+                                          "discriminator is the classifier (trained with the labels)")
     p.add_argument("--data", default="sample", help="'mnist' or 'sample' (bundled)")
     p.add_argument("--data-root")
     p.add_argument("--download", action="store_true")

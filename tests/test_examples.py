@@ -53,3 +53,18 @@ def test_pretrain_cli(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "test accuracy" in res.stdout and "50 labels" in res.stdout
+
+
+def test_pretrain_cli_semi_supervised_gan(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "genaug.cli", "pretrain", "ssgan", "--epochs", "1", "--labels-per-class", "5",
+         "--out", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "test accuracy" in res.stdout and "50 labels" in res.stdout
+    from genaug.checkpoint import load_module
+    from genaug.models.ssgan import SSGANDiscriminator
+
+    clf, card = load_module(tmp_path / "classifier")
+    assert isinstance(clf, SSGANDiscriminator) and card["provenance"]["labels"] == 50

@@ -20,7 +20,7 @@ Y = torch.tensor([0, 3, 9, 3])
 
 
 def test_every_family_is_registered():
-    assert set(list_models()) == {"autoencoder", "vae", "gan", "dcgan", "began", "classifier"}
+    assert set(list_models()) == {"autoencoder", "vae", "gan", "dcgan", "began", "classifier", "ssgan"}
 
 
 @pytest.mark.parametrize("family", ["autoencoder", "vae", "gan", "dcgan", "began", "classifier"])
