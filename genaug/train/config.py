@@ -47,8 +47,12 @@ register_preset("vae", FamilyPreset("vae", "vae", False, {}, _VAE_ADAM))
 # fewer than half of the samples in their intended class (holes of the prior decode to
 # other digits); kl_weight 2 raised that markedly, at a small cost in sharpness.
 register_preset("cvae", FamilyPreset("vae", "vae", True, {}, {**_VAE_ADAM, "kl_weight": 2.0}))
-register_preset("gan", FamilyPreset("gan", "gan", False, {}, _GAN_ADAM))
-register_preset("cgan", FamilyPreset("gan", "gan", True, {}, _GAN_ADAM))
+# The MLP GAN with the source's defaults (G 1024-1024 without normalisation, D 256-256)
+# collapsed on MNIST within 3 epochs (90% class coverage, TSTR 27%); batch norm in G (the
+# source's advice), G 256-512-1024 and D 512-256 cover every class (TSTR 83% at 3 epochs).
+_MLP = {"g_norm": "batch", "g_hidden": (256, 512, 1024), "d_hidden": (512, 256)}
+register_preset("gan", FamilyPreset("gan", "gan", False, _MLP, _GAN_ADAM))
+register_preset("cgan", FamilyPreset("gan", "gan", True, _MLP, _GAN_ADAM))
 register_preset("dcgan", FamilyPreset("dcgan", "gan", False, {**_STRIDED_D, "d_norm": "batch"}, _GAN_ADAM))
 register_preset("cdcgan", FamilyPreset("dcgan", "gan", True, {**_STRIDED_D, "d_norm": "batch"}, _GAN_ADAM))
 # WGAN as in the source: weight clipping at 0.01, RMSProp with lr 0.0005, 5 critic steps per G step.
