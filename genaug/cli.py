@@ -284,7 +284,8 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         x, y = data if isinstance(data, tuple) else as_tensors(data)
         tx, ty = as_tensors(_test_set(args))
         report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
-                          per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs)
+                          per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs,
+                          truncation=args.truncation)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     report = {"generator": str(args.generator), **report}
@@ -404,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--per-class", type=int, default=1000)
     p.add_argument("--tstr-epochs", type=int, default=3)
+    p.add_argument("--truncation", type=float, default=1.0, help="scale of the latent noise when sampling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -107,3 +107,16 @@ def test_judge_and_evaluate_cli(tmp_path):
     assert 0 <= report["label_fidelity"] <= 1 and report["fid"] > report["fid_real_vs_real"]
     assert "tstr" in res.stdout
 
+
+
+def test_evaluate_samples_at_the_requested_truncation(data, judge):
+    (x, y), (tx, ty) = data
+    seen = []
+
+    class Recording(RealImages):
+        def sample(self, labels, *, generator=None, truncation=1.0):
+            seen.append(truncation)
+            return super().sample(labels, generator=generator, truncation=truncation)
+
+    report = evaluate(Recording(x, y), judge, (x, y), (tx, ty), per_class=10, tstr_epochs=1, truncation=0.5)
+    assert seen and set(seen) == {0.5} and report["truncation"] == 0.5

@@ -133,6 +133,7 @@ def evaluate(
     per_class: int = 1000,
     seed: int = 0,
     tstr_epochs: int = 3,
+    truncation: float = 1.0,
 ) -> dict[str, Any]:
     """The full report: judge-FID, KID, precision/recall, fidelity, coverage, TSTR, next to the
     real-vs-real floor (train sample against test set) and the real-trained reference.
@@ -140,7 +141,7 @@ def evaluate(
     Images are float in [0, 1]; the judge's device is used throughout. An unconditional
     generator (``num_classes == 0``) draws ``per_class * k`` samples that the judge labels:
     its label fidelity is ``None`` (it has no intended classes) and its TSTR is that of the
-    judge-labelled samples.
+    judge-labelled samples. ``truncation`` is passed to ``generator.sample``.
     """
     check_int("per_class", per_class, minimum=1)
     check_int("tstr_epochs", tstr_epochs, minimum=1)
@@ -154,7 +155,8 @@ def evaluate(
     n = k * per_class
     labels = torch.arange(k).repeat_interleave(per_class) if conditional else torch.full((n,), -1)
     g = torch.Generator().manual_seed(seed)
-    fake = torch.cat([generator.sample(b, generator=g).cpu() for b in _batches(labels, 1000)])
+    fake = torch.cat([generator.sample(b, generator=g, truncation=truncation).cpu()
+                      for b in _batches(labels, 1000)])
     if not conditional:
         labels, _ = predict(judge, fake)
     tx, ty = real_test
@@ -184,5 +186,6 @@ def evaluate(
         "tstr": tstr(fake, labels, test, epochs=tstr_epochs, seed=seed, num_classes=k),
         "trtr": tstr(rx, ry, test, epochs=tstr_epochs, seed=seed, num_classes=k),
         "samples": n,
+        "truncation": truncation,
         "conditional": conditional,
     }
