@@ -25,6 +25,7 @@ from genaug._validation import check_float, check_int
 from genaug.device import get_device
 from genaug.models import SemiSupervisedGAN, SSGANConfig
 from genaug.models.config import ModelConfig
+from genaug.train.trainer import float_images
 
 
 @dataclasses.dataclass
@@ -61,20 +62,6 @@ class SemiSupervisedConfig(ModelConfig):
         check_float("unlabelled_weight", self.unlabelled_weight, low=0.0)
 
 
-def _as_float_images(images: torch.Tensor) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected images as a tensor of shape (N, C, H, W), got {got}")
-    if images.dtype == torch.uint8:
-        return images.float() / 255
-    if not images.is_floating_point():
-        raise ValueError(f"expected uint8 or float images in [0, 1], got dtype {images.dtype}")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < 0 or hi > 1:
-        raise ValueError(f"expected float images in [0, 1], got values in [{lo}, {hi}]")
-    return images.float()
-
-
 def fit_semi_supervised_gan(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -90,7 +77,7 @@ def fit_semi_supervised_gan(
         labelled: indices of the images whose labels may be used.
     """
     cfg = config or SemiSupervisedConfig()
-    x = _as_float_images(images)
+    x = float_images(images)
     labelled = torch.as_tensor(labelled, dtype=torch.long)
     if labels.shape != (len(x),):
         raise ValueError(f"expected {len(x)} labels, got labels of shape {tuple(labels.shape)}")

@@ -66,6 +66,23 @@ def ema_with_warmup(decay: float) -> Any:
     return update
 
 
+def float_images(images: Any) -> torch.Tensor:
+    """Float32 images (N > 0, C, H, W) in [0, 1] from uint8 images or float ones already in [0, 1]."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(
+            f"expected images as a tensor of shape (N, C, H, W) with N > 0, got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+        )
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    if not images.is_floating_point():
+        raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
+    lo, hi = float(images.min()), float(images.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:
+        raise ValueError(f"expected float images in [0, 1], got values in [{lo}, {hi}]")
+    return images.float()
+
+
 def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Float images (N, C, H, W) in [0, 1], int64 labels and class names from a dataset or pair."""
     if isinstance(data, tuple) and len(data) == 2:
@@ -74,25 +91,11 @@ def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     else:
         images, labels = as_tensors(data)
         classes = getattr(data, "classes", None)
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+    images = float_images(images)
+    if labels.shape != (images.shape[0],):
         raise ValueError(
-            f"expected images as a tensor of shape (N, C, H, W), got "
-            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+            f"expected {images.shape[0]} labels (one per image), got labels of shape {tuple(labels.shape)}"
         )
-    if images.shape[0] == 0 or labels.shape != (images.shape[0],):
-        raise ValueError(
-            f"expected N > 0 images and N labels, got {images.shape[0]} images and labels of "
-            f"shape {tuple(labels.shape)}"
-        )
-    if images.dtype == torch.uint8:
-        images = images.float().div_(255)
-    elif images.is_floating_point():
-        lo, hi = float(images.min()), float(images.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:
-            raise ValueError(f"expected float images in [0, 1], got values in [{lo}, {hi}]")
-        images = images.float()
-    else:
-        raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
     labels = labels.long()
     if int(labels.min()) < 0:
         raise ValueError(f"expected labels >= 0, got minimum {int(labels.min())}")
