@@ -13,6 +13,11 @@ from typing import Any
 from genaug.train.config import TrainConfig, config_fields, list_training_families
 
 
+def _command_line() -> str:
+    """This invocation as a shell command, recorded in cards to reproduce a run."""
+    return "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
     from genaug.data import MNISTSample, load_mnist
 
@@ -69,9 +74,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             _init_distributed(cfg)
         data, data_name = _load_data(args.data, args.data_root, args.download)
         out = Path(args.resume or args.out)
-        command = "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         trainer = Trainer(cfg, data, out_dir=out, data_name=data_name,
-                          resume=bool(args.resume), command=command)
+                          resume=bool(args.resume), command=_command_line())
         result = trainer.fit()
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
@@ -224,11 +228,10 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str) ->
     model = fit_semi_supervised_gan(x, y, idx, config=cfg)
     tx, ty = as_tensors(_test_set(args))
     acc = accuracy(model.discriminator, TensorDataset(tx.float() / 255, ty))
-    command = "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = save_module(model.discriminator.cpu(), "ssgan", model.config, Path(args.out) / "classifier",
                          part="discriminator",
                          provenance={"training_data": data_name, "labels": len(idx), "train_config": cfg.to_dict(),
-                                     "test_accuracy": acc, "command": command})
+                                     "test_accuracy": acc, "command": _command_line()})
     print(f"semi-supervised GAN: {len(idx)} labels ({args.labels_per_class} per class) and {len(y)} images; "
           f"test accuracy {acc:.4f} on {len(ty)} images; classifier saved to {folder}")
     return 0
@@ -257,10 +260,9 @@ def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                  image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
                                  device=args.device, progress=not args.no_progress)
         acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
-        command = "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         save_module(judge.cpu(), "classifier", judge.config, args.out,
                     provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc,
-                                "command": command})
+                                "command": _command_line()})
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     print(f"judge saved to {args.out}: test accuracy {acc:.4f}")
