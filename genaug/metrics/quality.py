@@ -157,8 +157,9 @@ def evaluate(
     g = torch.Generator().manual_seed(seed)
     fake = torch.cat([generator.sample(b, generator=g, truncation=truncation).cpu()
                       for b in _batches(labels, 1000)])
+    pred, _ = predict(judge, fake)
     if not conditional:
-        labels, _ = predict(judge, fake)
+        labels = pred
     tx, ty = real_test
     pick = torch.randperm(len(real_train[1]), generator=torch.Generator().manual_seed(seed))[:n]
     rx, ry = real_train[0][pick], real_train[1][pick]
@@ -180,9 +181,9 @@ def evaluate(
         "recall": r,
         "precision_real_vs_real": p_floor,
         "recall_real_vs_real": r_floor,
-        "label_fidelity": label_fidelity(judge, fake, labels) if conditional else None,
+        "label_fidelity": float((pred == labels).float().mean()) if conditional else None,
         "label_fidelity_real": label_fidelity(judge, tx, ty),
-        "class_coverage": class_coverage(judge, fake, k),
+        "class_coverage": len(pred.unique()) / k,
         "tstr": tstr(fake, labels, test, epochs=tstr_epochs, seed=seed, num_classes=k),
         "trtr": tstr(rx, ry, test, epochs=tstr_epochs, seed=seed, num_classes=k),
         "samples": n,
