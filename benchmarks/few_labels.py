@@ -58,13 +58,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.merge:
         results: dict[str, list[float]] = {}
-        for path in args.merge:
-            for key, accs in json.loads(Path(path).read_text())["results"].items():
-                results.setdefault(key, []).extend(accs)
-        # Settings as recorded by the runs that used them.
-        meta: dict = {}
+        meta: dict = {}  # settings as recorded by the runs that used them
         for path in args.merge:
             saved = json.loads(Path(path).read_text())
+            for key, accs in saved["results"].items():
+                results.setdefault(key, []).extend(accs)
             ran_ssgan = any(key.startswith("semi-supervised") for key in saved["results"])
             ran_backbones = any(not key.startswith("semi-supervised") for key in saved["results"])
             for key, value in saved["settings"].items():
