@@ -78,6 +78,15 @@ def test_dcgan_discriminators(arch, conditioning):
         assert not torch.allclose(d(X, Y), d(X, (Y + 1) % 10))
 
 
+def test_projection_logits_start_small():
+    # A fresh discriminator is near chance; a large projection term would saturate its loss.
+    torch.manual_seed(0)
+    cfg = {"num_classes": 10, "conditioning": "projection", "d_arch": "strided", "d_channels": (64, 128),
+           "d_dense": 0, "d_norm": "batch"}
+    x, y = torch.rand(64, 1, 28, 28) * 2 - 1, torch.arange(64) % 10
+    assert build_model("dcgan", cfg).discriminator(x, y).std() < 5
+
+
 def test_strided_discriminator_has_no_pooling():
     d = build_model("dcgan", {"d_arch": "strided"}).discriminator
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in d.modules())

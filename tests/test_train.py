@@ -216,3 +216,40 @@ def test_mode_collapse_signals_with_a_judge(sample, tmp_path):
     assert end["diversity"] > 0
     with pytest.raises(ValueError, match="judge must be a classifier of 10 classes"):
         Trainer(tiny_config("cdcgan", judge=str(tmp_path / "run" / "discriminator")), sample, out_dir=tmp_path / "x")
+
+
+def test_d_warmup_holds_the_generator(sample, tmp_path):
+    trainer = Trainer(tiny_config("cdcgan", max_steps=5, d_warmup=3), sample, out_dir=tmp_path)
+    g0 = {k: v.clone() for k, v in trainer.step_impl.nets["generator"].named_parameters()}
+    hist = trainer.fit().history
+    assert [("g_loss" in r) for r in hist] == [False, False, False, True, True]  # G waits 3 steps
+    g1 = dict(trainer.step_impl.nets["generator"].named_parameters())
+    assert any(not torch.equal(g0[k], g1[k]) for k in g0)
+    with pytest.raises(ValueError, match="d_warmup applies to the GAN objective; family 'cvae'"):
+        tiny_config("cvae", d_warmup=1)
+    with pytest.raises(ValueError, match="d_warmup must be >= 0, got -1"):
+        tiny_config("cdcgan", d_warmup=-1)
+
+
+def test_init_starts_from_a_saved_generator(sample, tmp_path):
+    Trainer(tiny_config("cdcgan", max_steps=3), sample, out_dir=tmp_path / "a").fit()
+    saved = genaug.load_generator(tmp_path / "a").net.state_dict()
+    cfg = tiny_config("cdcgan", max_steps=1, init=str(tmp_path / "a"), d_warmup=1)
+    trainer = Trainer(cfg, sample, out_dir=tmp_path / "b")
+    now = trainer.step_impl.nets["generator"].state_dict()
+    assert saved.keys() == now.keys() and all(torch.equal(saved[k], now[k]) for k in saved)
+    trainer.fit()  # one discriminator-only step: the generator's weights are still the saved ones
+    tuned = genaug.load_generator(tmp_path / "b")
+    assert all(torch.equal(saved[k], p) for k, p in tuned.net.named_parameters())
+    assert tuned.provenance["init"]["from"] == str(tmp_path / "a") and tuned.provenance["init"]["steps"] == 3
+    other = {**TINY_MODEL["dcgan"], "g_dense": 64}
+    with pytest.raises(ValueError, match=r"different model config.*'g_dense': \(32, 64\)"):
+        Trainer(tiny_config("cdcgan", model=other, init=str(tmp_path / "a")), sample, out_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="expected a saved 'vae' generator, got 'dcgan'"):
+        Trainer(tiny_config("cvae", init=str(tmp_path / "a")), sample, out_dir=tmp_path / "d")
+    # Resuming takes the weights from the checkpoint and keeps the record of the start.
+    (tmp_path / "a" / "model.safetensors").unlink()
+    resumed = Trainer(tiny_config("cdcgan", max_steps=2, init=str(tmp_path / "a"), d_warmup=1), sample,
+                      out_dir=tmp_path / "b", resume=True)
+    resumed.fit()
+    assert genaug.load_generator(tmp_path / "b").provenance["init"] == tuned.provenance["init"]

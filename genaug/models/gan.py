@@ -77,6 +77,10 @@ class DiscriminatorHead(nn.Module):
             if config.num_classes and config.conditioning == "projection"
             else None
         )
+        if self.embed is not None:
+            # nn.Embedding's N(0, 1) start makes the projection term's logits ~sqrt(features)
+            # times too large (std ~58 for the cDCGAN's 6,272 features); Glorot keeps them O(1).
+            nn.init.xavier_uniform_(self.embed.weight)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.mbd is not None:

@@ -101,6 +101,11 @@ class TrainConfig(ModelConfig):
         d_steps: discriminator (critic) steps per generator update.
         g_steps: generator steps per discriminator step (the source suggests 2 when D wins).
         began_gamma, began_lambda_k: BEGAN's diversity ratio and k_t learning rate.
+        d_warmup: discriminator-only steps before the generator's first update (GAN
+            objective); lets a fresh discriminator catch up with an ``init`` generator.
+        init: a saved generator (folder or registered name, e.g. ``"mnist-cdcgan"``) of the
+            same family and model config whose weights start the run (fine-tuning); the
+            discriminator starts fresh. Empty: random initial weights.
         ema_decay: EMA of the generator's weights (0: off); sampling uses the EMA.
         checkpoint_every: steps between training checkpoints (0: only at epoch ends).
         log_every: steps between log lines.
@@ -134,6 +139,8 @@ class TrainConfig(ModelConfig):
     g_steps: int = 1
     began_gamma: float = 0.5
     began_lambda_k: float = 0.001
+    d_warmup: int = 0
+    init: str = ""
     ema_decay: float | None = None
     checkpoint_every: int = 1000
     log_every: int = 50
@@ -159,7 +166,7 @@ class TrainConfig(ModelConfig):
             raise ValueError(f"model must be a dict of model-config overrides, got {self.model!r}")
         for name in ("epochs", "batch_size", "d_steps", "g_steps", "log_every", "grid_per_class"):
             check_int(name, getattr(self, name), minimum=1)
-        for name in ("max_steps", "checkpoint_every", "seed"):
+        for name in ("max_steps", "checkpoint_every", "seed", "d_warmup"):
             check_int(name, getattr(self, name), minimum=0)
         check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         check_float("lr", self.lr, low=0.0, low_open=True)
@@ -177,6 +184,13 @@ class TrainConfig(ModelConfig):
         check_float("gp_weight", self.gp_weight, low=0.0)
         check_float("began_gamma", self.began_gamma, low=0.0, high=1.0, low_open=True)
         check_float("began_lambda_k", self.began_lambda_k, low=0.0)
+        if self.d_warmup and preset.objective != "gan":
+            raise ValueError(
+                f"d_warmup applies to the GAN objective; family {self.family!r} trains "
+                f"{preset.objective!r}, got d_warmup={self.d_warmup}"
+            )
+        if not isinstance(self.init, str):
+            raise ValueError(f"init must be a generator folder or name (a string), got {self.init!r}")
         check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
         check_choice("amp", self.amp, ("auto", "off"))
         check_choice("tensorboard", self.tensorboard, ("auto", "on", "off"))

@@ -166,8 +166,8 @@ class GANStep(Step):
                     p.clamp_(-cfg.clip_value, cfg.clip_value)
         out["d_loss"] = loss_d.detach()
 
-        # Generator step(s), every d_steps critic steps.
-        if (step + 1) % cfg.d_steps == 0:
+        # Generator step(s), every d_steps critic steps, after the discriminator's warm-up.
+        if step >= cfg.d_warmup and (step + 1) % cfg.d_steps == 0:
             for _ in range(cfg.g_steps):
                 with self.autocast():
                     fake = self.G(self._noise(x.shape[0], x.device), labels)

@@ -171,6 +171,10 @@ class Trainer:
         for net in self.step_impl.nets.values():
             net.to(self.device)
         target = self.step_impl.ema_target()
+        self.init_provenance: dict[str, Any] = {}
+        resuming = resume and (self.out_dir / CHECKPOINT_NAME).exists()
+        if config.init and not resuming:  # a resumed run takes its weights from the checkpoint
+            self._init_from(config.init, target)
         self.ema = (
             AveragedModel(target, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
             if target is not None and config.ema_decay > 0
@@ -193,7 +197,7 @@ class Trainer:
         pick = torch.randperm(len(labels), generator=g)[:64].to(self.device)
         self.fixed_real, self.fixed_real_labels = self.images[pick], self.labels[pick]
         self.judge = self._load_judge(config.judge) if config.judge else None
-        if resume and (self.out_dir / CHECKPOINT_NAME).exists():
+        if resuming:
             self.load_checkpoint(self.out_dir / CHECKPOINT_NAME)
 
     # ------------------------------------------------------------------ setup helpers
@@ -220,6 +224,31 @@ class Trainer:
                 raise ValueError("tensorboard='on' needs the tensorboard package: pip install tensorboard") from None
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _init_from(self, name: str, target: nn.Module | None) -> None:
+        """Start the generator from a saved one of the same family and model config."""
+        from genaug.generators import GANGenerator, VAEGenerator
+        from genaug.registry import load_generator
+
+        if target is None:
+            raise ValueError(f"init needs a family that trains a generator, got {self.cfg.family!r}")
+        gen = load_generator(name)
+        family = self.cfg.preset.model
+        if gen.family != family:
+            raise ValueError(f"init: expected a saved {family!r} generator, got {gen.family!r} from {name!r}")
+        saved, now = gen.config.to_dict(), self.model_cfg.to_dict()
+        if saved != now:
+            diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+            raise ValueError(
+                f"init: {name!r} has a different model config; (saved, this run) differ in {diff}; "
+                "set the run's model fields to the saved ones"
+            )
+        source = gen.vae if isinstance(gen, VAEGenerator) else gen.net if isinstance(gen, GANGenerator) else None
+        if source is None:
+            raise ValueError(f"init: {type(gen).__name__} holds no trainable network; expected a VAE or GAN generator")
+        target.load_state_dict(source.state_dict())
+        prov = gen.provenance
+        self.init_provenance = {"from": name, **{k: prov[k] for k in ("steps", "command") if k in prov}}
 
     def _load_judge(self, path: str) -> nn.Module:
         from genaug.checkpoint import load_module
@@ -264,6 +293,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "extra": self.step_impl.extra_state(),
             "rng": {"torch": torch.get_rng_state()},
+            "init": self.init_provenance,
         }
 
     def save_checkpoint(self) -> Path:
@@ -291,6 +321,7 @@ class Trainer:
         self.step_impl.load_extra_state(state["extra"])
         torch.set_rng_state(state["rng"]["torch"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.init_provenance = dict(state.get("init", {}))
 
     # ------------------------------------------------------------------ outputs
 
@@ -316,6 +347,7 @@ class Trainer:
             "epochs": self.epoch,
             "train_config": self.cfg.to_dict(),
             **({"command": self.command} if self.command else {}),
+            **({"init": self.init_provenance} if self.init_provenance else {}),
         }
 
     def save_outputs(self) -> None:
