@@ -116,6 +116,18 @@ def test_labelled_generator_rejects_conditional_base():
         LabelledGenerator(tiny_generator("vae", 10), tiny_generator("labelled").classifier)
 
 
+def test_judged_wrappers_refuse_a_classifier_of_another_image_shape():
+    from genaug.generators import FilteredGenerator
+    from genaug.models import Classifier
+
+    cfg = tiny_generator("labelled").classifier.config.replace(image_shape=(1, 32, 32))
+    with pytest.raises(ValueError, match=r"classifier expects images of shape \(1, 32, 32\), but the base "
+                                         r"generator makes \(1, 28, 28\)"):
+        LabelledGenerator(tiny_generator("vae", 0), Classifier(cfg))
+    with pytest.raises(ValueError, match=r"judge expects images of shape \(1, 32, 32\)"):
+        FilteredGenerator(tiny_generator("vae", 10), Classifier(cfg))
+
+
 def test_sample_does_not_touch_global_rng():
     gen = tiny_generator("dcgan")
     state = torch.get_rng_state()

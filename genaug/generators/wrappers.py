@@ -97,6 +97,14 @@ class LabelledConfig(ModelConfig):
         check_int("max_rounds", self.max_rounds, minimum=1)
 
 
+def _check_image_shape(name: str, classifier: Classifier, base: BaseGenerator) -> None:
+    if tuple(classifier.config.image_shape) != tuple(base.image_shape):
+        raise ValueError(
+            f"{name} expects images of shape {tuple(classifier.config.image_shape)}, "
+            f"but the base generator makes {tuple(base.image_shape)}"
+        )
+
+
 class LabelledGenerator(BaseGenerator):
     """Makes an unconditional generator class-labelled with a classifier.
 
@@ -129,11 +137,7 @@ class LabelledGenerator(BaseGenerator):
                 f"base must be an unconditional generator (num_classes=0), got num_classes="
                 f"{base.num_classes}"
             )
-        if tuple(classifier.config.image_shape) != tuple(base.image_shape):
-            raise ValueError(
-                f"classifier expects images of shape {tuple(classifier.config.image_shape)}, "
-                f"but the base generator makes {tuple(base.image_shape)}"
-            )
+        _check_image_shape("classifier", classifier, base)
         super().__init__(
             config=config or LabelledConfig(),
             classes=check_classes(classes, classifier.config.num_classes),
@@ -227,11 +231,7 @@ class FilteredGenerator(BaseGenerator):
             raise ValueError(
                 f"judge must have {base.num_classes} classes like the generator, got {judge.config.num_classes}"
             )
-        if tuple(judge.config.image_shape) != tuple(base.image_shape):
-            raise ValueError(
-                f"judge expects images of shape {tuple(judge.config.image_shape)}, "
-                f"but the generator makes {tuple(base.image_shape)}"
-            )
+        _check_image_shape("judge", judge, base)
         super().__init__(config=config or FilterConfig(), classes=base.classes,
                          image_shape=base.image_shape, latent_dim=base.latent_dim)
         self.base = base
