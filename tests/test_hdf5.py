@@ -158,6 +158,26 @@ def test_kill_9_never_leaves_a_partial_final_file_and_resume_is_identical(saved_
     assert not partial.exists()
 
 
+def test_resume_starts_again_when_a_chunk_is_damaged(saved_gen, tmp_path, capsys):
+    # What a kill during a compressed chunk's rewrite leaves: the file opens, one chunk does not read.
+    gen = tiny_generator_from(saved_gen)
+    ref = export_hdf5(gen, tmp_path / "ref.h5", n=3000, batch_size=100, chunk_size=500, progress=False)
+    partial = tmp_path / ".out.h5.partial"
+    export_hdf5(gen, tmp_path / "out.h5", n=3000, batch_size=100, chunk_size=500, progress=False)
+    (tmp_path / "out.h5").rename(partial)
+    with h5py.File(partial, "r+") as f:
+        del f.attrs["complete"]
+        f.attrs["blocks_done"] = 12
+        info = f["images"].id.get_chunk_info(1)
+    with open(partial, "r+b") as raw:
+        raw.seek(info.byte_offset + 8)
+        raw.write(b"\xff" * 64)
+    export_hdf5(gen, tmp_path / "out.h5", n=3000, batch_size=100, chunk_size=500, progress=False, resume=True)
+    assert "damaged chunk in partial file, starting again" in capsys.readouterr().out
+    a, b = _contents(ref), _contents(tmp_path / "out.h5")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
 def tiny_generator_from(folder):
     import genaug
 

@@ -150,7 +150,27 @@ def _open_partial(partial: Path, plan: str) -> tuple[h5py.File | None, int]:
         f.close()
         tqdm.write(f"{partial}: made with other settings, starting again")
         return None, 0
+    if not _chunks_readable(f):
+        # A kill while a compressed chunk was being rewritten leaves it unreadable, and
+        # finishing that chunk would need to read it back.
+        f.close()
+        tqdm.write(f"{partial}: damaged chunk in partial file, starting again")
+        return None, 0
     return f, int(f.attrs["blocks_done"])
+
+
+def _chunks_readable(f: h5py.File) -> bool:
+    """Read every chunk of the written datasets once (unwritten chunks cost nothing)."""
+    try:
+        for name in ("images", "latents"):
+            if name in f:
+                ds = f[name]
+                rows = ds.chunks[0] if ds.chunks else len(ds)
+                for i in range(0, len(ds), max(rows, 1)):
+                    ds[i : i + rows]
+    except OSError:
+        return False
+    return True
 
 
 def shard_path(path: Path, rank: int, world: int) -> Path:
