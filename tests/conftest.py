@@ -14,7 +14,7 @@ TINY_MODEL = {
     "vae": {"latent_dim": 4, "channels": (4, 8)},
     "gan": {"latent_dim": 8, "g_hidden": (32, 32), "d_hidden": (16, 16)},
     "dcgan": {"latent_dim": 8, "g_dense": 32, "g_channels": (16, 8), "d_channels": (4, 8), "d_dense": 16},
-    "began": {"latent_dim": 8, "g_dense": 32, "g_channels": (16, 8), "d_channels": (4, 8), "d_latent": 8},
+    "began": {"latent_dim": 8, "g_channels": (16, 8), "d_channels": (4, 8), "d_latent": 8},
     "classifier": {"channels": (4, 8), "hidden": 16},
 }
 

@@ -5,6 +5,7 @@ import torch
 from conftest import TINY_MODEL
 
 from genaug.models import (
+    BEGANConfig,
     DCGANConfig,
     GANConfig,
     MinibatchDiscrimination,
@@ -145,6 +146,7 @@ def test_configurable_image_size_and_channels():
         (GANConfig, {"conditioning": "film"}, "conditioning", "['concat', 'projection']"),
         (GANConfig, {"latent_dim": 0}, "latent_dim", ">= 1"),
         (GANConfig, {"g_dropout": 1.5}, "g_dropout", "[0.0, 1.0)"),
+        (BEGANConfig, {"g_dropout": 0.5}, "g_dropout", "must be 0 for BEGAN"),
         (VAEConfig, {"image_shape": (1, 30, 30)}, "image_shape", "divisible by 4"),
         (VAEConfig, {"num_classes": -1}, "num_classes", ">= 0"),
         (VAEConfig, {"latent_dim": 2.5}, "latent_dim", "int"),

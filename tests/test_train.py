@@ -253,3 +253,15 @@ def test_init_starts_from_a_saved_generator(sample, tmp_path):
                       out_dir=tmp_path / "b", resume=True)
     resumed.fit()
     assert genaug.load_generator(tmp_path / "b").provenance["init"] == tuned.provenance["init"]
+
+
+def test_began_equilibrium_engages(sample, tmp_path):
+    # The paper's dynamics: generated images become easier to reconstruct than gamma times the
+    # real ones, so k_t leaves 0 and the discriminator starts pushing back. (With a DCGAN
+    # generator and a transposed-convolution decoder k_t stayed 0 and G collapsed.)
+    cfg = TrainConfig(family="began", max_steps=100, batch_size=32, progress=False, device="cpu",
+                      log_every=10, tensorboard="off", checkpoint_every=0)
+    hist = Trainer(cfg, sample, out_dir=tmp_path).fit().history
+    assert hist[-1]["k"] > 0
+    g = genaug.load_generator(tmp_path).net
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.ConvTranspose2d)) for m in g.modules())

@@ -107,7 +107,9 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Dense to a (C, H/2^k, W/2^k) map, then stride-2 transposed convolutions up to the image.
+    """Dense to a (C, H/2^k, W/2^k) map, then k stages that double H and W: stride-2
+    transposed convolutions (``upsample="transpose"``) or nearest upsampling followed by a
+    convolution (``"nearest"``, BEGAN's decoder).
 
     Returns pre-activation values: the caller applies sigmoid or tanh.
     """
@@ -122,8 +124,11 @@ class ConvDecoder(nn.Module):
         kernel_size: int = 5,
         activation: str = "relu",
         norm: str = "none",
+        upsample: str = "transpose",
     ) -> None:
         super().__init__()
+        if upsample not in ("transpose", "nearest"):
+            raise ValueError(f"upsample must be 'transpose' or 'nearest', got {upsample!r}")
         scale = 2 ** len(channels)
         h0, w0 = image_hw[0] // scale, image_hw[1] // scale
         rev = tuple(reversed(channels))  # e.g. (32, 16)
@@ -137,9 +142,12 @@ class ConvDecoder(nn.Module):
         pad = (kernel_size - 1) // 2
         out_pad = 2 - kernel_size + 2 * pad  # makes each stage exactly double H and W
         for i, out in enumerate(outs):
-            layers.append(
-                nn.ConvTranspose2d(c, out, kernel_size, stride=2, padding=pad, output_padding=out_pad)
-            )
+            if upsample == "nearest":  # no checkerboard from overlapping transposed kernels
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, out, kernel_size, padding=pad)]
+            else:
+                layers.append(
+                    nn.ConvTranspose2d(c, out, kernel_size, stride=2, padding=pad, output_padding=out_pad)
+                )
             if i < len(outs) - 1:
                 layers += [norm_2d(norm, out), _act(activation)]
             c = out
