@@ -164,10 +164,8 @@ def _chunks_readable(f: h5py.File) -> bool:
     try:
         for name in ("images", "latents"):
             if name in f:
-                ds = f[name]
-                rows = ds.chunks[0] if ds.chunks else len(ds)
-                for i in range(0, len(ds), max(rows, 1)):
-                    ds[i : i + rows]
+                for chunk in f[name].iter_chunks():
+                    f[name][chunk]
     except OSError:
         return False
     return True

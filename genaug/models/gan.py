@@ -358,17 +358,21 @@ class BEGANConfig(GANConfigBase):
         check_int("d_latent", self.d_latent, minimum=1)
 
 
+def _began_decoder(in_features: int, channels: tuple[int, ...], config: BEGANConfig) -> ConvDecoder:
+    """The paper's decoder, shared by BEGAN's generator and its discriminator: nearest
+    upsampling and 3x3 convolutions with ELU (``channels`` in encoder order)."""
+    c, h, w = config.image_shape
+    return ConvDecoder(in_features, channels, c, (h, w), kernel_size=3, activation="elu", upsample="nearest")
+
+
 class BEGANGenerator(nn.Module):
     """BEGAN's generator: the discriminator's decoder design, then tanh."""
 
     def __init__(self, config: BEGANConfig) -> None:
         super().__init__()
         self.config = config
-        c, h, w = config.image_shape
-        self.decoder = ConvDecoder(
-            config.latent_dim + config.num_classes, tuple(reversed(config.g_channels)), c, (h, w),
-            kernel_size=3, activation="elu", upsample="nearest",
-        )
+        self.decoder = _began_decoder(config.latent_dim + config.num_classes,
+                                      tuple(reversed(config.g_channels)), config)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return torch.tanh(self.decoder(join_label_vector(z, labels, self.config.num_classes)))
@@ -380,15 +384,12 @@ class BEGANDiscriminator(nn.Module):
     def __init__(self, config: BEGANConfig) -> None:
         super().__init__()
         self.config = config
-        c, h, w = config.image_shape
+        _, h, w = config.image_shape
         self.encoder_trunk = ConvEncoder(
             _d_in_channels(config), config.d_channels, (h, w), kernel_size=3, activation="elu"
         )
         self.to_code = nn.Linear(self.encoder_trunk.out_features, config.d_latent)
-        self.decoder = ConvDecoder(
-            config.d_latent + config.num_classes, config.d_channels, c, (h, w),
-            kernel_size=3, activation="elu", upsample="nearest",
-        )
+        self.decoder = _began_decoder(config.d_latent + config.num_classes, config.d_channels, config)
         self.out_features = config.d_latent
 
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -227,7 +227,7 @@ class Trainer:
 
     def _init_from(self, name: str, target: nn.Module | None) -> None:
         """Start the generator from a saved one of the same family and model config."""
-        from genaug.generators import GANGenerator, VAEGenerator
+        from genaug.generators import VAEGenerator
         from genaug.registry import load_generator
 
         if target is None:
@@ -243,9 +243,8 @@ class Trainer:
                 f"init: {name!r} has a different model config; (saved, this run) differ in {diff}; "
                 "set the run's model fields to the saved ones"
             )
-        source = gen.vae if isinstance(gen, VAEGenerator) else gen.net if isinstance(gen, GANGenerator) else None
-        if source is None:
-            raise ValueError(f"init: {type(gen).__name__} holds no trainable network; expected a VAE or GAN generator")
+        # The family check leaves a VAE generator or a GAN generator (wrappers have their own families).
+        source = gen.vae if isinstance(gen, VAEGenerator) else gen.net
         target.load_state_dict(source.state_dict())
         prov = gen.provenance
         self.init_provenance = {"from": name, **{k: prov[k] for k in ("steps", "command") if k in prov}}
