@@ -105,6 +105,18 @@ def test_minibatch_discrimination_sees_collapse():
     assert (out[:, 16:] < 7.0).all()
 
 
+def test_minibatch_discrimination_alive_on_a_wide_trunk():
+    # The cDCGAN's trunk has 6,272 features of std ~0.6: distinct samples must still be
+    # measurably similar at initialisation, and the kernel must get a gradient.
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6272, num_kernels=50, kernel_dim=5)
+    h = 0.6 * torch.randn(64, 6272)
+    o = layer(h)[:, 6272:]
+    assert o.mean() > 0.1
+    o.sum().backward()
+    assert layer.T.grad.abs().mean() > 1e-4
+
+
 @pytest.mark.parametrize("family", ["gan", "dcgan"])
 def test_minibatch_discrimination_in_any_discriminator(family):
     model = build_model(family, {**TINY_MODEL[family], "minibatch_features": 5})

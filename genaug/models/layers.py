@@ -63,7 +63,10 @@ class MinibatchDiscrimination(nn.Module):
         super().__init__()
         self.num_kernels = num_kernels
         self.kernel_dim = kernel_dim
-        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) * 0.1)
+        # std 1/sqrt(in_features) keeps the projected rows O(1) whatever the trunk's width, so
+        # the exp(-L1) similarities start alive (a fixed 0.1 gives rows of std ~5 and similarities
+        # of ~0 for a 6,272-feature trunk: no signal and no gradient).
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) / in_features**0.5)
         self.out_features = in_features + num_kernels
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
