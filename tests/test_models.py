@@ -105,6 +105,29 @@ def test_minibatch_discrimination_sees_collapse():
     assert (out[:, 16:] < 7.0).all()
 
 
+def test_minibatch_discrimination_compares_within_a_class():
+    layer = MinibatchDiscrimination(16, num_kernels=6, kernel_dim=3)
+    h = torch.randn(1, 16).repeat(6, 1)  # six identical samples
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    o = layer(h, labels)[:, 16:]
+    # Each sees exp(0) from the others of its class only: 2, 2, 2, 1, 1, 0.
+    assert torch.allclose(o, torch.tensor([2.0, 2, 2, 1, 1, 0]).unsqueeze(1).expand(6, 6))
+
+
+def test_conditional_discriminator_passes_labels_to_minibatch_discrimination():
+    model = build_model("dcgan", {**TINY_MODEL["dcgan"], "num_classes": 3, "minibatch_features": 4})
+    d = model.discriminator
+    x = torch.randn(1, *d.config.image_shape).repeat(4, 1, 1, 1)
+    d.eval()
+    same = d.head.mbd(d.features(x, torch.zeros(4, dtype=torch.long)), torch.zeros(4, dtype=torch.long))
+    assert torch.allclose(same[:, -4:], torch.full((4, 4), 3.0), atol=1e-5)
+    seen = []
+    handle = d.head.mbd.register_forward_hook(lambda m, args, out: seen.append(args[1]))
+    d(x, torch.tensor([0, 1, 2, 0]))
+    handle.remove()
+    assert torch.equal(seen[0], torch.tensor([0, 1, 2, 0]))
+
+
 def test_minibatch_discrimination_alive_on_a_wide_trunk():
     # The cDCGAN's trunk has 6,272 features of std ~0.6: distinct samples must still be
     # measurably similar at initialisation, and the kernel must get a gradient.

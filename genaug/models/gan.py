@@ -70,6 +70,7 @@ class DiscriminatorHead(nn.Module):
             if config.minibatch_features
             else None
         )
+        self.conditional = bool(config.num_classes)
         f = self.mbd.out_features if self.mbd is not None else in_features
         self.linear = nn.Linear(f, 1)
         self.embed = (
@@ -84,7 +85,7 @@ class DiscriminatorHead(nn.Module):
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.mbd is not None:
-            h = self.mbd(h)
+            h = self.mbd(h, labels if self.conditional else None)
         out = self.linear(h).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(labels) * h).sum(dim=1)

@@ -69,11 +69,16 @@ class MinibatchDiscrimination(nn.Module):
         self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) / in_features**0.5)
         self.out_features = in_features + num_kernels
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Append the similarity sums; with ``labels``, a sample is compared only with the
+        samples of its own class, so the layer measures diversity within a class (in a
+        conditional discriminator, comparing across classes rewards drawing other classes)."""
         m = (h @ self.T).view(-1, self.num_kernels, self.kernel_dim)
-        dist = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3)  # (N, N, B)
+        sim = torch.exp(-(m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3))  # (N, N, B)
+        if labels is not None:
+            sim = sim * (labels.unsqueeze(0) == labels.unsqueeze(1)).unsqueeze(2)
         # Subtract the self-similarity exp(0) = 1 so a sample is not compared with itself.
-        o = torch.exp(-dist).sum(dim=0) - 1.0
+        o = sim.sum(dim=0) - 1.0
         return torch.cat([h, o], dim=1)
 
 
