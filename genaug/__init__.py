@@ -18,6 +18,7 @@ from genaug.generators import (  # noqa: E402
     GANGenerator,
     Generator,
     LabelledGenerator,
+    MixtureGenerator,
     VAEGenerator,
 )
 from genaug.registry import (  # noqa: E402
@@ -34,6 +35,7 @@ __all__ = [
     "GANGenerator",
     "Generator",
     "LabelledGenerator",
+    "MixtureGenerator",
     "VAEGenerator",
     "__version__",
     "get_device",

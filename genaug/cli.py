@@ -102,14 +102,38 @@ def _init_distributed(cfg: TrainConfig) -> None:
     dist.init_process_group(backend)
 
 
+def _open_generator(args: argparse.Namespace, device: Any):
+    """The generator named by ``--generator``; several ``--generator`` make a mixture."""
+    from genaug import load_generator
+    from genaug.generators import MixtureGenerator
+
+    names = args.generator
+    weights = None
+    if args.mix_weights is not None:
+        if len(names) < 2:
+            raise ValueError(f"--mix-weights needs two or more --generator, got {len(names)}")
+        try:
+            weights = [float(w) for w in args.mix_weights.split(",")]
+        except ValueError:
+            raise ValueError(f"--mix-weights expects comma-separated numbers, got {args.mix_weights!r}") from None
+        if len(weights) != len(names):
+            raise ValueError(f"--mix-weights expects one number per --generator ({len(names)}), got {len(weights)}")
+    if len(names) == 1:
+        return load_generator(names[0], device=device)
+    return MixtureGenerator([load_generator(n, device=device) for n in names], weights=weights)
+
+
+def _generator_name(args: argparse.Namespace) -> str:
+    return " + ".join(str(n) for n in args.generator)
+
+
 def _sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
     from torchvision.utils import save_image
 
-    from genaug import load_generator
 
     try:
-        gen = load_generator(args.generator, device=args.device)
+        gen = _open_generator(args, args.device)
         if gen.num_classes == 0:
             labels = torch.full((args.per_class * 8,), -1)
         else:
@@ -125,7 +149,6 @@ def _sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from genaug import load_generator
     from genaug.data.hdf5 import export_hdf5, export_sharded
 
     try:
@@ -136,10 +159,10 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         per_class=args.per_class, n=args.n, class_weights=weights, seed=args.seed,
         batch_size=args.batch_size, truncation=args.truncation, compression=args.compression,
         chunk_size=args.chunk_size, with_latents=args.with_latents, overwrite=args.overwrite,
-        resume=args.resume, generator_name=str(args.generator), progress=not args.no_progress,
+        resume=args.resume, generator_name=_generator_name(args), progress=not args.no_progress,
     )
     def open_generator(device: str):
-        gen = load_generator(args.generator, device=device)
+        gen = _open_generator(args, device)
         if args.min_confidence is None:
             return gen
         if not args.judge:
@@ -270,7 +293,6 @@ def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from genaug import load_generator
     from genaug.checkpoint import load_module
     from genaug.data import as_tensors
     from genaug.device import get_device
@@ -279,7 +301,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         device = get_device(args.device)
-        gen = load_generator(args.generator, device=device)
+        gen = _open_generator(args, device)
         judge, _ = load_module(resolve_model_path(args.judge))
         judge = judge.to(device)
         data, _ = _load_data(args.data, args.data_root, False)
@@ -290,7 +312,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                           truncation=args.truncation)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    report = {"generator": str(args.generator), **report}
+    report = {"generator": _generator_name(args), **report}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     for key, value in report.items():
@@ -313,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genaug", description="Generative data augmentation for PyTorch.")
     parser.add_argument("--version", action="version", version=f"genaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    mix_help = "comma-separated shares of the generators given (default: equal)"
+    gen_many = "registered name or saved folder; give it more than once to sample a mixture"
 
     p = sub.add_parser("train", help="train a generator (or autoencoder) family",
                        description="Train a family on labelled images; see 'genaug list'.")
@@ -334,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="write a PNG grid of samples, one row per class")
-    p.add_argument("--generator", required=True, help="registered name or saved folder")
+    p.add_argument("--generator", required=True, action="append", help=gen_many)
+    p.add_argument("--mix-weights", help=mix_help)
     p.add_argument("--out", required=True, help="PNG path")
     p.add_argument("--per-class", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
@@ -343,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("export", help="write a labelled synthetic dataset to HDF5")
-    p.add_argument("--generator", required=True, help="registered name or saved folder")
+    p.add_argument("--generator", required=True, action="append", help=gen_many)
+    p.add_argument("--mix-weights", help=mix_help)
     p.add_argument("--out", required=True, help="output .h5 file")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--per-class", type=int)
@@ -400,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_judge)
 
     p = sub.add_parser("evaluate", help="judge-FID, KID, precision/recall, label fidelity, coverage, TSTR")
-    p.add_argument("--generator", required=True)
+    p.add_argument("--generator", required=True, action="append", help=gen_many)
+    p.add_argument("--mix-weights", help=mix_help)
     p.add_argument("--judge", default="mnist-judge",
                    help="folder written by 'genaug judge train' (default: the bundled MNIST judge)")
     p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")

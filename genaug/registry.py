@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from genaug.generators.base import BaseGenerator
-from genaug.generators.wrappers import GANGenerator, VAEGenerator, build_filtered, build_labelled
+from genaug.generators.wrappers import GANGenerator, VAEGenerator, build_filtered, build_labelled, build_mixture
 from genaug.models import VAE, make_config
 
 _FAMILIES: dict[str, Callable[[dict[str, Any]], BaseGenerator]] = {}
@@ -126,4 +126,5 @@ for _family in ("gan", "dcgan", "began"):
     register_family(_family, _gan_builder(_family))
 register_family("labelled", build_labelled)
 register_family("filtered", build_filtered)
+register_family("mixture", build_mixture)
 _register_bundled()

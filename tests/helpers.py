@@ -9,6 +9,7 @@ from genaug.generators import (
     FilteredGenerator,
     GANGenerator,
     LabelledGenerator,
+    MixtureGenerator,
     VAEGenerator,
 )
 from genaug.models import Classifier, build_model, make_config
@@ -18,6 +19,9 @@ def tiny_generator(family: str, num_classes: int = 10) -> BaseGenerator:
     """A freshly initialised tiny generator of ``family`` ("labelled" wraps an unconditional VAE)."""
     if family == "labelled":
         return tiny_labelled()
+    if family == "mixture":
+        return MixtureGenerator([tiny_generator("vae", num_classes), tiny_generator("dcgan", num_classes)],
+                                weights=[2, 1])
     if family == "filtered":
         judge = Classifier(make_config("classifier", TINY_MODEL["classifier"]))
         return FilteredGenerator(tiny_generator("vae", num_classes or 10), judge,

@@ -183,7 +183,7 @@ def test_ten_million_items_store_no_images(gen):
     assert img.shape == (1, 28, 28) and len(ds._cache) == 0  # decoded on demand, nothing kept
 
 
-@pytest.mark.parametrize("family", ["vae", "labelled"])
+@pytest.mark.parametrize("family", ["vae", "labelled", "mixture"])
 def test_batched_access_equals_single_access(family):
     gen = tiny_generator(family)
     ds = SyntheticDataset(gen, size=40, block_size=8, seed=5)

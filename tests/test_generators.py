@@ -7,7 +7,7 @@ from helpers import tiny_generator
 import genaug
 from genaug.generators import Generator, LabelledConfig, LabelledGenerator
 
-ALL = ["vae", "gan", "dcgan", "began", "labelled", "filtered"]
+ALL = ["vae", "gan", "dcgan", "began", "labelled", "filtered", "mixture"]
 
 
 def labels_for(gen, n=12):
@@ -150,3 +150,64 @@ def test_filtered_generator_keeps_only_confident_samples():
     with pytest.raises(ValueError, match="judge must have 10 classes"):
         FilteredGenerator(base, tiny_generator("labelled").classifier.__class__(
             tiny_generator("labelled").classifier.config.replace(num_classes=5)))
+
+
+class _Constant(genaug.BaseGenerator):
+    """Images filled with ``value``, the label written into pixel (0, 0) as label / 10."""
+
+    family = "constant"
+
+    def __init__(self, value, num_classes=10, image_shape=(1, 28, 28)):
+        super().__init__(config=None, classes=[str(i) for i in range(num_classes)], image_shape=image_shape,
+                         latent_dim=2)
+        self.value = value
+
+    def _decode(self, z, labels):
+        x = torch.full((len(labels), *self.image_shape), self.value)
+        x[:, 0, 0, 0] = labels.float() / 10
+        return x
+
+
+def test_mixture_draws_components_by_weight_and_keeps_labels():
+    from genaug.generators import MixtureGenerator
+
+    mix = MixtureGenerator([_Constant(0.2), _Constant(0.9)], weights=[3, 1])
+    labels = torch.arange(4000) % 10
+    x = mix.sample(labels, generator=torch.Generator().manual_seed(0))
+    from_second = x[:, 0, 5, 5] == 0.9
+    assert torch.isin(x[:, 0, 5, 5], torch.tensor([0.2, 0.9])).all()
+    assert abs(from_second.float().mean().item() - 0.25) < 0.03
+    assert torch.allclose(x[:, 0, 0, 0], labels.float() / 10)  # each sample made for its own label
+    only_first = MixtureGenerator([_Constant(0.2), _Constant(0.9)], weights=[1, 0])
+    assert (only_first.sample(labels[:50])[:, 0, 5, 5] == 0.2).all()
+    assert only_first.sample(torch.zeros(0, dtype=torch.long)).shape == (0, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "components, weights, match",
+    [
+        ([_Constant(0.1)], None, "at least two generators, got 1"),
+        ([_Constant(0.1), _Constant(0.2, num_classes=5)], None, "same classes"),
+        ([_Constant(0.1), _Constant(0.2, image_shape=(3, 28, 28))], None, r"one shape; .* \(3, 28, 28\)"),
+        ([_Constant(0.1), _Constant(0.2)], [1.0], r"one weight per component \(2\), got 1"),
+        ([_Constant(0.1), _Constant(0.2)], [1.0, -1.0], r"weights\[1\] must be in \[0.0, inf\], got -1.0"),
+        ([_Constant(0.1), _Constant(0.2)], [0, 0], "positive sum"),
+    ],
+)
+def test_mixture_refuses_bad_components_and_weights(components, weights, match):
+    from genaug.generators import MixtureGenerator
+
+    with pytest.raises(ValueError, match=match):
+        MixtureGenerator(components, weights=weights)
+
+
+def test_mixture_card_keeps_component_provenance(tmp_path):
+    a, b = tiny_generator("vae"), tiny_generator("dcgan")
+    a.save_pretrained(tmp_path / "a", provenance={"training_data": "set A"})
+    mix = genaug.MixtureGenerator([genaug.load_generator(tmp_path / "a"), b])
+    mix.save_pretrained(tmp_path / "mix")
+    loaded = genaug.load_generator(tmp_path / "mix")
+    card = loaded.card()
+    assert [c["family"] for c in card["components"]] == ["vae", "dcgan"]
+    assert card["components"][0]["provenance"]["training_data"] == "set A"
+    assert loaded.config.weights == (1.0, 1.0)

@@ -219,3 +219,10 @@ def test_opens_in_hdf5_tools(gen, tmp_path):
     assert res.returncode == 0, res.stderr
     assert 'DATASET "images"' in res.stdout and 'DATASET "labels"' in res.stdout
     assert 'ATTRIBUTE "complete"' in res.stdout
+
+
+@pytest.mark.parametrize("family", ["filtered", "mixture"])
+def test_with_latents_refused_for_generators_without_a_latent_map(family, tmp_path):
+    with pytest.raises(ValueError, match=r"with_latents needs a generator whose images are a function"):
+        export_hdf5(tiny_generator(family), tmp_path / "x.h5", per_class=2, with_latents=True, progress=False)
+    assert list(tmp_path.iterdir()) == []

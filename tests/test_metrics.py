@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -106,6 +108,31 @@ def test_judge_and_evaluate_cli(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert 0 <= report["label_fidelity"] <= 1 and report["fid"] > report["fid_real_vs_real"]
     assert "tstr" in res.stdout
+    tiny_generator("dcgan").save_pretrained(tmp_path / "gen2")
+    res = run("evaluate", "--generator", str(tmp_path / "gen"), "--generator", str(tmp_path / "gen2"),
+              "--mix-weights", "1,3", "--judge", str(tmp_path / "judge"), "--data", "sample",
+              "--per-class", "10", "--tstr-epochs", "1", "--json", str(tmp_path / "mix.json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    mix = json.loads((tmp_path / "mix.json").read_text())
+    assert mix["generator"] == f"{tmp_path / 'gen'} + {tmp_path / 'gen2'}" and mix["samples"] == 100
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--mix-weights", "1"], "--mix-weights needs two or more --generator, got 1"),
+        (["--generator", "mnist-cvae", "--mix-weights", "1,x"], "comma-separated numbers, got '1,x'"),
+        (["--generator", "mnist-cvae", "--mix-weights", "1,2,3"], r"one number per --generator \(2\), got 3"),
+        (["--generator", "mnist-cvae", "--mix-weights", "0,0"], "positive sum"),
+    ],
+)
+def test_mixture_cli_refuses_bad_weights(extra, match, tmp_path, capsys):
+    from genaug.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["sample", "--generator", "mnist-cdcgan", *extra, "--out", str(tmp_path / "g.png")])
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "g.png").exists()
 
 
 

@@ -75,6 +75,12 @@ def export_hdf5(
     check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
     if path.suffix not in (".h5", ".hdf5"):
         raise ValueError(f"expected an output path ending in .h5 or .hdf5, got {path.name!r}")
+    if with_latents and not getattr(generator, "supports_latents", False):
+        raise ValueError(
+            f"with_latents needs a generator whose images are a function of their latents; "
+            f"{type(generator).__name__} (family {getattr(generator, 'family', '?')!r}) samples by "
+            "rejection or mixing, so no latent reproduces its images"
+        )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     labels = plan_labels(generator.num_classes, per_class=per_class, n=n,

@@ -7,6 +7,8 @@ from genaug.generators.wrappers import (
     GANGenerator,
     LabelledConfig,
     LabelledGenerator,
+    MixtureConfig,
+    MixtureGenerator,
     VAEGenerator,
 )
 
@@ -18,5 +20,7 @@ __all__ = [
     "Generator",
     "LabelledConfig",
     "LabelledGenerator",
+    "MixtureConfig",
+    "MixtureGenerator",
     "VAEGenerator",
 ]
