@@ -102,6 +102,14 @@ def _init_distributed(cfg: TrainConfig) -> None:
     dist.init_process_group(backend)
 
 
+def _numbers(flag: str, text: str) -> list[float]:
+    """A comma-separated list of numbers given to ``flag``."""
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated numbers, got {text!r}") from None
+
+
 def _open_generator(args: argparse.Namespace, device: Any):
     """The generator named by ``--generator``; several ``--generator`` make a mixture."""
     from genaug import load_generator
@@ -112,10 +120,7 @@ def _open_generator(args: argparse.Namespace, device: Any):
     if args.mix_weights is not None:
         if len(names) < 2:
             raise ValueError(f"--mix-weights needs two or more --generator, got {len(names)}")
-        try:
-            weights = [float(w) for w in args.mix_weights.split(",")]
-        except ValueError:
-            raise ValueError(f"--mix-weights expects comma-separated numbers, got {args.mix_weights!r}") from None
+        weights = _numbers("--mix-weights", args.mix_weights)
         if len(weights) != len(names):
             raise ValueError(f"--mix-weights expects one number per --generator ({len(names)}), got {len(weights)}")
     if len(names) == 1:
@@ -130,7 +135,6 @@ def _generator_name(args: argparse.Namespace) -> str:
 def _sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
     from torchvision.utils import save_image
-
 
     try:
         gen = _open_generator(args, args.device)
@@ -152,9 +156,9 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug.data.hdf5 import export_hdf5, export_sharded
 
     try:
-        weights = [float(w) for w in args.class_weights.split(",")] if args.class_weights else None
-    except ValueError:
-        parser.error(f"--class-weights expects comma-separated numbers, got {args.class_weights!r}")
+        weights = _numbers("--class-weights", args.class_weights) if args.class_weights else None
+    except ValueError as err:
+        parser.error(str(err))
     options = dict(
         per_class=args.per_class, n=args.n, class_weights=weights, seed=args.seed,
         batch_size=args.batch_size, truncation=args.truncation, compression=args.compression,
