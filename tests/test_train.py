@@ -59,6 +59,10 @@ def test_source_training_advice_defaults():
     dc = TrainConfig(family="cdcgan")
     assert dc.betas[0] == 0.5 and dc.input_range == "tanh"
     assert TrainConfig(family="cvae").input_range == "sigmoid"
+    began = TrainConfig(family="began")
+    assert (began.began_gamma, began.began_lambda_k) == (0.9, 0.05)
+    assert TrainConfig(family="began", began_gamma=0.5).began_gamma == 0.5
+    assert (dc.began_gamma, dc.began_lambda_k) == (0.5, 0.001)  # the paper's, for families that ignore them
 
 
 @pytest.mark.parametrize("family", ["vae", "cvae"])
