@@ -63,6 +63,11 @@ def test_source_training_advice_defaults():
     assert (began.began_gamma, began.began_lambda_k) == (0.9, 0.05)
     assert TrainConfig(family="began", began_gamma=0.5).began_gamma == 0.5
     assert (dc.began_gamma, dc.began_lambda_k) == (0.5, 0.001)  # the paper's, for families that ignore them
+    shape = {"image_shape": (1, 28, 28), "num_classes": 10}
+    assert TrainConfig(family="cgan").model_config(**shape)["conditioning"] == "projection"
+    assert "conditioning" not in dc.model_config(**shape)  # the model's default: label joined to D's input
+    own = TrainConfig(family="cgan", model={"conditioning": "concat"})
+    assert own.model_config(**shape)["conditioning"] == "concat"
 
 
 @pytest.mark.parametrize("family", ["vae", "cvae"])

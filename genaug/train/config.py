@@ -52,7 +52,13 @@ register_preset("cvae", FamilyPreset("vae", "vae", True, {}, {**_VAE_ADAM, "kl_w
 # source's advice), G 256-512-1024 and D 512-256 cover every class (TSTR 83% at 3 epochs).
 _MLP = {"g_norm": "batch", "g_hidden": (256, 512, 1024), "d_hidden": (512, 256)}
 register_preset("gan", FamilyPreset("gan", "gan", False, _MLP, _GAN_ADAM))
-register_preset("cgan", FamilyPreset("gan", "gan", True, _MLP, _GAN_ADAM))
+# The MLP cGAN: G takes the label joined to z (the source's cGAN); D scores it with a
+# projection of a class embedding on its features (Miyato & Koyama, 2018). With the label
+# joined to D's input instead (conditioning="concat"), after 3 MNIST epochs the MLP cGAN put
+# 33% of its samples in the intended class (judge-FID 446, TSTR 62%), with projection 89%
+# (FID 182, TSTR 87%; benchmarks/quality.py). The cDCGAN keeps "concat": with projection its
+# fidelity rose from 94% to 99% but its TSTR fell from 88% to 84% at the same budget.
+register_preset("cgan", FamilyPreset("gan", "gan", True, {**_MLP, "conditioning": "projection"}, _GAN_ADAM))
 register_preset("dcgan", FamilyPreset("dcgan", "gan", False, {**_STRIDED_D, "d_norm": "batch"}, _GAN_ADAM))
 register_preset("cdcgan", FamilyPreset("dcgan", "gan", True, {**_STRIDED_D, "d_norm": "batch"}, _GAN_ADAM))
 # WGAN as in the source: weight clipping at 0.01, RMSProp with lr 0.0005, 5 critic steps per G step.
