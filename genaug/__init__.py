@@ -9,11 +9,10 @@ Example:
     True
 """
 
-__version__ = "0.1.0"
-
-from genaug.checkpoint import CheckpointError  # noqa: E402
-from genaug.device import get_device  # noqa: E402
-from genaug.generators import (  # noqa: E402
+from genaug._io import CheckpointError
+from genaug._version import __version__
+from genaug.device import get_device
+from genaug.generators import (
     BaseGenerator,
     GANGenerator,
     Generator,
@@ -21,12 +20,18 @@ from genaug.generators import (  # noqa: E402
     MixtureGenerator,
     VAEGenerator,
 )
-from genaug.registry import (  # noqa: E402
+from genaug.hub import load_generator
+from genaug.models import build_model, list_models, register_model
+from genaug.registry import (
     list_families,
     list_generators,
-    load_generator,
+    list_presets,
+    list_recipes,
     register_family,
     register_generator,
+    register_generator_class,
+    register_preset,
+    register_recipe,
 )
 
 __all__ = [
@@ -38,10 +43,18 @@ __all__ = [
     "MixtureGenerator",
     "VAEGenerator",
     "__version__",
+    "build_model",
     "get_device",
     "list_families",
     "list_generators",
+    "list_models",
+    "list_presets",
+    "list_recipes",
     "load_generator",
     "register_family",
     "register_generator",
+    "register_generator_class",
+    "register_model",
+    "register_preset",
+    "register_recipe",
 ]

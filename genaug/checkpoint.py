@@ -1,80 +1,41 @@
-"""Shareable generator files (safetensors + JSON) and safe training checkpoints.
+"""Shareable generator and model files (safetensors + JSON) and safe training checkpoints.
 
-A shareable generator is a folder holding ``model.safetensors`` and
-``config.json`` (or a ``NAME.safetensors`` / ``NAME.json`` pair). Loading
-reads only safetensors and JSON, never a pickle, and refuses with a
-:class:`CheckpointError` naming the file and the reason.
+The file handling itself lives in :mod:`genaug._io`; generators save and load with
+``save_pretrained`` / ``from_pretrained``. This module keeps the part-file helpers (an
+autoencoder, a discriminator, a classifier saved on its own) and the earlier names.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+from genaug._deprecation import warn_deprecated
+from genaug._io import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    WEIGHTS_NAME,
+    CheckpointError,
+    atomic_write,
+    check_state,
+    load_training_checkpoint,
+    read_card,
+    read_weights,
+    read_weights_and_card,
+    save_training_checkpoint,
+    write_weights_and_card,
+)
+from genaug.generators.base import BaseGenerator
+from genaug.registry import build_model
 
-
-class CheckpointError(ValueError):
-    """A generator file that genaug refuses to load."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: Path, write: Any, *, suffix: str = "") -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_generator(gen: Any, path: str | os.PathLike[str], *, provenance: dict | None = None) -> Path:
-    """Save a generator wrapper to the folder ``path`` (created if needed)."""
-    from genaug import __version__
-
-    folder = Path(path)
-    weights = folder / WEIGHTS_NAME
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in gen.state_dict().items()}
-    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-    card = gen.card()
-    card = {
-        "genaug_format": FORMAT_VERSION,
-        **card,
-        "weights_sha256": _sha256(weights),
-        "provenance": {
-            "genaug_version": __version__,
-            "torch_version": torch.__version__.split("+")[0],
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **getattr(gen, "provenance", {}),
-            **(provenance or {}),
-        },
-    }
-    text = json.dumps(card, indent=2, sort_keys=False)
-    atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text + "\n"))
-    return folder
+__all__ = [
+    "CONFIG_NAME", "FORMAT_VERSION", "WEIGHTS_NAME", "CheckpointError", "atomic_write", "check_state",
+    "load_generator_from_path", "load_module", "load_training_checkpoint", "read_card", "read_weights",
+    "save_generator", "save_module", "save_training_checkpoint",
+]
 
 
 def save_module(
@@ -87,32 +48,13 @@ def save_module(
     provenance: dict | None = None,
 ) -> Path:
     """Save a plain model (or one part of it, e.g. a discriminator) as safetensors + JSON."""
-    from genaug import __version__
-
-    folder = Path(path)
-    weights = folder / WEIGHTS_NAME
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-    card = {
-        "genaug_format": FORMAT_VERSION,
-        "family": family,
-        "part": part,
-        "config": config.to_dict(),
-        "weights_sha256": _sha256(weights),
-        "provenance": {"genaug_version": __version__, **(provenance or {})},
-    }
-    text = json.dumps(card, indent=2)
-    atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text + "\n"))
-    return folder
+    card = {"family": family, "part": part, "config": config.to_dict()}
+    return write_weights_and_card(path, module, card, provenance=provenance)
 
 
 def load_module(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load a model saved by :func:`save_module`; returns ``(module, card)``."""
-    from genaug.models import build_model
-
-    weights_path, config_path = _resolve(Path(path))
-    card = read_card(config_path, required=("family", "config", "part"))
-    state = read_weights(weights_path, expected_sha256=card.get("weights_sha256"))
+    state, card, weights_path, config_path = read_weights_and_card(path, required=("family", "config", "part"))
     try:
         model = build_model(card["family"], card["config"])
         module = model if card["part"] == "model" else getattr(model, card["part"])
@@ -123,129 +65,13 @@ def load_module(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict[str
     return module.eval(), card
 
 
-def _resolve(path: Path) -> tuple[Path, Path]:
-    if path.is_dir():
-        return path / WEIGHTS_NAME, path / CONFIG_NAME
-    if path.suffix == ".safetensors":
-        return path, path.with_suffix(".json")
-    if path.suffix == ".json":
-        return path.with_suffix(".safetensors"), path
-    _refuse_if_pickle(path)
-    raise CheckpointError(
-        f"{path}: expected a folder with {WEIGHTS_NAME} and {CONFIG_NAME}, or a .safetensors "
-        f"file with a .json beside it; got a file with suffix {path.suffix!r}"
-    )
+def save_generator(gen: BaseGenerator, path: str | os.PathLike[str], *, provenance: dict | None = None) -> Path:
+    """Deprecated: ``gen.save_pretrained(path)``."""
+    warn_deprecated("genaug.checkpoint.save_generator(gen, path)", "gen.save_pretrained(path)")
+    return gen.save_pretrained(path, provenance=provenance)
 
 
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    # safetensors: u64 little-endian header length, then a JSON header starting with "{".
-    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
-
-
-def _refuse_if_pickle(path: Path) -> None:
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if _looks_like_safetensors(head, path.stat().st_size):
-        return
-    if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04" or path.suffix in _PICKLE_SUFFIXES:
-        raise CheckpointError(
-            f"{path}: looks like a pickle / torch.save file; genaug loads shareable generators "
-            "only from safetensors + JSON, because unpickling can run arbitrary code"
-        )
-
-
-def read_card(
-    config_path: Path, *, required: tuple[str, ...] = ("family", "config", "classes")
-) -> dict[str, Any]:
-    if not config_path.is_file():
-        raise CheckpointError(f"{config_path}: config file is missing")
-    try:
-        card = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
-    if not isinstance(card, dict):
-        raise CheckpointError(f"{config_path}: expected a JSON object, got {type(card).__name__}")
-    version = card.get("genaug_format")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path}: expected genaug_format {FORMAT_VERSION}, got {version!r}"
-        )
-    for key in required:
-        if key not in card:
-            raise CheckpointError(f"{config_path}: required key {key!r} is missing")
-    return card
-
-
-def read_weights(weights_path: Path, *, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path}: weights file is missing")
-    _refuse_if_pickle(weights_path)
-    if expected_sha256 is not None and _sha256(weights_path) != expected_sha256:
-        raise CheckpointError(
-            f"{weights_path}: sha256 does not match the one in the config (truncated or modified file)"
-        )
-    try:
-        return load_file(str(weights_path))
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"{weights_path}: truncated or corrupt safetensors file ({err})") from None
-
-
-def check_state(
-    module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: Path
-) -> None:
-    """Refuse missing/unexpected keys, shape mismatches and non-finite weights, listing each."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if own[k].shape != state[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if shapes:
-        problems.append(f"shape mismatches [{'; '.join(shapes)}]")
-    if problems:
-        raise CheckpointError(f"{source}: weights do not fit the config: {', '.join(problems)}")
-    bad = sorted(
-        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
-    )
-    if bad:
-        raise CheckpointError(f"{source}: non-finite values (NaN or inf) in weights {bad}")
-
-
-def load_generator_from_path(path: str | os.PathLike[str]) -> Any:
-    """Load a generator saved by :func:`save_generator`. See :func:`genaug.load_generator`."""
-    from genaug.registry import build_from_card
-
-    weights_path, config_path = _resolve(Path(path))
-    card = read_card(config_path)
-    state = read_weights(weights_path, expected_sha256=card.get("weights_sha256"))
-    try:
-        gen = build_from_card(card)
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{config_path}: cannot build the generator ({err})") from None
-    check_state(gen, state, source=weights_path)
-    gen.load_state_dict(state, strict=True)
-    gen.provenance = dict(card.get("provenance", {}))
-    gen.eval()
-    return gen
-
-
-def save_training_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Atomically write a training checkpoint (tensors, numbers, strings, dicts and lists only)."""
-    atomic_write(Path(path), lambda p: torch.save(state, p))
-
-
-def load_training_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a training checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # noqa: BLE001 - torch raises several types for bad files
-        raise CheckpointError(f"{path}: cannot load training checkpoint ({err})") from None
+def load_generator_from_path(path: str | os.PathLike[str]) -> BaseGenerator:
+    """Deprecated: ``BaseGenerator.from_pretrained(path)`` (or :func:`genaug.load_generator`)."""
+    warn_deprecated("genaug.checkpoint.load_generator_from_path(path)", "BaseGenerator.from_pretrained(path)")
+    return BaseGenerator.from_pretrained(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from importlib import resources
@@ -127,3 +128,20 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(
         f"expected a dataset with tensor .data and .targets (MNIST-like), got {type(dataset).__name__}"
     )
+
+
+def float_images(images: Any) -> torch.Tensor:
+    """Float32 images (N > 0, C, H, W) in [0, 1] from uint8 images or float ones already in [0, 1]."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(
+            f"expected images as a tensor of shape (N, C, H, W) with N > 0, got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+        )
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    if not images.is_floating_point():
+        raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
+    lo, hi = float(images.min()), float(images.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:
+        raise ValueError(f"expected float images in [0, 1], got values in [{lo}, {hi}]")
+    return images.float()

@@ -1,15 +1,15 @@
-"""Generator wrappers implementing :class:`Generator`."""
+"""Generator wrappers implementing :class:`Generator`, each registered with its card family."""
 
 from genaug.generators.base import BaseGenerator, Generator
+from genaug.generators.gan import GANGenerator
+from genaug.generators.vae import VAEGenerator
 from genaug.generators.wrappers import (
     FilterConfig,
     FilteredGenerator,
-    GANGenerator,
     LabelledConfig,
     LabelledGenerator,
     MixtureConfig,
     MixtureGenerator,
-    VAEGenerator,
 )
 
 __all__ = [

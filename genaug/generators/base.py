@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import os
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
 
+from genaug._io import CheckpointError, check_state, creation_provenance, read_weights_and_card, write_weights_and_card
 from genaug._validation import check_float
+from genaug.registry import build_from_card
+
+G = TypeVar("G", bound="BaseGenerator")
 
 
 @runtime_checkable
@@ -36,10 +42,15 @@ class Generator(Protocol):
 class BaseGenerator(nn.Module):
     """Shared behaviour of genaug's generator wrappers (inference only).
 
-    Subclasses set ``family`` and implement ``_decode(z, labels)`` returning
-    images in [0, 1]. ``truncation`` scales the latent noise (a sampling
-    temperature): 1.0 samples the prior, smaller values trade diversity for
-    typicality.
+    Subclasses set ``family``, implement ``_decode(z, labels)`` returning images in [0, 1]
+    (or override ``sample``) and ``from_card(card)`` (a fresh generator of the card's
+    architecture), and register with :func:`~genaug.registry.register_generator_class`.
+    ``truncation`` scales the latent noise (a sampling temperature): 1.0 samples the prior,
+    smaller values trade diversity for typicality.
+
+    Saving and loading follow diffusers: :meth:`save_pretrained` writes ``config.json`` and
+    ``model.safetensors``; :meth:`from_pretrained` reads the card, builds from it, loads the
+    weights and calls ``eval()``.
     """
 
     family: str = ""
@@ -158,11 +169,38 @@ class BaseGenerator(nn.Module):
             "value_range": [0.0, 1.0],
         }
 
-    def save_pretrained(self, path: str, *, provenance: dict[str, Any] | None = None) -> None:
-        """Write ``config.json`` and ``model.safetensors`` to the folder ``path``."""
-        from genaug.checkpoint import save_generator
+    @classmethod
+    def from_card(cls: type[G], card: dict[str, Any]) -> G:
+        """A generator with fresh weights of the architecture a card describes."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_card")
 
-        save_generator(self, path, provenance=provenance)
+    def save_pretrained(self, path: str | os.PathLike[str], *, provenance: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` (created if needed)."""
+        prov = {**creation_provenance(), **self.provenance, **(provenance or {})}
+        return write_weights_and_card(path, self, self.card(), provenance=prov)
+
+    @classmethod
+    def from_pretrained(cls: type[G], path: str | os.PathLike[str]) -> G:
+        """Load a generator saved with :meth:`save_pretrained` (a folder, or a ``.safetensors``
+        file with a ``.json`` beside it). Only safetensors and JSON are read; nothing is
+        unpickled. Called on a subclass, the saved generator must be of that class.
+
+        Example:
+            >>> gen = BaseGenerator.from_pretrained("runs/cvae")  # doctest: +SKIP
+        """
+        state, card, weights_path, config_path = read_weights_and_card(
+            path, required=("family", "config", "classes"))
+        try:
+            gen = build_from_card(card)
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{config_path}: cannot build the generator ({err})") from None
+        if not isinstance(gen, cls):
+            raise CheckpointError(
+                f"{config_path}: expected a {cls.__name__}, got a {type(gen).__name__} (family {card['family']!r})")
+        check_state(gen, state, source=weights_path)
+        gen.load_state_dict(state, strict=True)
+        gen.provenance = dict(card.get("provenance", {}))
+        return gen.eval()
 
     def extra_repr(self) -> str:
         return (

@@ -10,70 +10,16 @@ from torch import nn
 
 from genaug._validation import check_float, check_int
 from genaug.generators.base import BaseGenerator, check_classes
-from genaug.models import Classifier, ClassifierConfig, get_model_spec
-from genaug.models.autoencoder import VAE
+from genaug.generators.gan import GANGenerator
+from genaug.generators.vae import VAEGenerator
+from genaug.models.classifier import Classifier, ClassifierConfig
 from genaug.models.config import ModelConfig
+from genaug.registry import build_from_card, register_generator_class
 
-
-class VAEGenerator(BaseGenerator):
-    """Samples a (conditional) VAE's decoder: ``sigmoid(decoder(z, label))`` with z ~ N(0, I).
-
-    Keeps the whole VAE so its encoder stays available (e.g. for pretraining).
-
-    Example:
-        >>> import torch
-        >>> from genaug.models import VAE, VAEConfig
-        >>> gen = VAEGenerator(VAE(VAEConfig(num_classes=10)))
-        >>> gen.sample(torch.tensor([3, 7])).shape
-        torch.Size([2, 1, 28, 28])
-    """
-
-    family = "vae"
-
-    def __init__(self, vae: VAE, *, classes: list[str] | None = None) -> None:
-        cfg = vae.config
-        super().__init__(
-            config=cfg,
-            classes=check_classes(classes, cfg.num_classes),
-            image_shape=cfg.image_shape,
-            latent_dim=cfg.latent_dim,
-        )
-        self.vae = vae
-
-    def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.vae.decode_logits(z, labels if self.num_classes else None))
-
-
-class GANGenerator(BaseGenerator):
-    """Samples a GAN generator (MLP GAN, DCGAN or BEGAN) and maps tanh output to [0, 1]."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        *,
-        family: str,
-        config: ModelConfig,
-        classes: list[str] | None = None,
-    ) -> None:
-        super().__init__(
-            config=config,
-            classes=check_classes(classes, config.num_classes),
-            image_shape=config.image_shape,
-            latent_dim=config.latent_dim,
-        )
-        self.family = family
-        self.net = net
-
-    @classmethod
-    def from_config(
-        cls, family: str, config: ModelConfig, *, classes: list[str] | None = None
-    ) -> GANGenerator:
-        spec = get_model_spec(family)
-        return cls(spec.model_cls.build_generator(config), family=family, config=config, classes=classes)
-
-    def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = self.net(z, labels if self.num_classes else None)
-        return (x + 1.0) * 0.5
+__all__ = [
+    "FilterConfig", "FilteredGenerator", "GANGenerator", "LabelledConfig", "LabelledGenerator",
+    "MixtureConfig", "MixtureGenerator", "VAEGenerator",
+]
 
 
 @dataclasses.dataclass
@@ -105,6 +51,7 @@ def _check_image_shape(name: str, classifier: Classifier, base: BaseGenerator) -
         )
 
 
+@register_generator_class("labelled")
 class LabelledGenerator(BaseGenerator):
     """Makes an unconditional generator class-labelled with a classifier.
 
@@ -200,6 +147,15 @@ class LabelledGenerator(BaseGenerator):
         card["classifier"] = self.classifier.config.to_dict()
         return card
 
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> LabelledGenerator:
+        return cls(
+            build_from_card(card["base"]),
+            Classifier(ClassifierConfig.from_dict(card["classifier"])),
+            classes=card["classes"],
+            config=LabelledConfig.from_dict(card["config"]),
+        )
+
 
 @dataclasses.dataclass
 class FilterConfig(ModelConfig):
@@ -214,6 +170,7 @@ class FilterConfig(ModelConfig):
         check_int("max_rounds", self.max_rounds, minimum=1)
 
 
+@register_generator_class("filtered")
 class FilteredGenerator(BaseGenerator):
     """A conditional generator whose samples pass a judge classifier's confidence threshold.
 
@@ -275,26 +232,15 @@ class FilteredGenerator(BaseGenerator):
         card["classifier"] = self.judge.config.to_dict()
         return card
 
-
-def build_filtered(card: dict[str, Any]) -> FilteredGenerator:
-    from genaug.registry import build_from_card
-
-    return FilteredGenerator(
-        build_from_card(card["base"]),
-        Classifier(ClassifierConfig.from_dict(card["classifier"])),
-        config=FilterConfig.from_dict(card["config"]),
-    )
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> FilteredGenerator:
+        return cls(
+            build_from_card(card["base"]),
+            Classifier(ClassifierConfig.from_dict(card["classifier"])),
+            config=FilterConfig.from_dict(card["config"]),
+        )
 
 
-def build_labelled(card: dict[str, Any]) -> LabelledGenerator:
-    from genaug.registry import build_from_card
-
-    return LabelledGenerator(
-        build_from_card(card["base"]),
-        Classifier(ClassifierConfig.from_dict(card["classifier"])),
-        classes=card["classes"],
-        config=LabelledConfig.from_dict(card["config"]),
-    )
 
 
 @dataclasses.dataclass
@@ -317,6 +263,7 @@ class MixtureConfig(ModelConfig):
             raise ValueError(f"weights must have a positive sum, got {list(self.weights)}")
 
 
+@register_generator_class("mixture")
 class MixtureGenerator(BaseGenerator):
     """Draws each sample from one of several generators of the same classes and image shape.
 
@@ -402,16 +349,20 @@ class MixtureGenerator(BaseGenerator):
         ]
         return card
 
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> MixtureGenerator:
+        comps = card.get("components")
+        if not isinstance(comps, list):
+            raise ValueError(f"a mixture card needs a list of component cards, got {type(comps).__name__}")
+        built = []
+        for c in comps:
+            comp = build_from_card(c)
+            comp.provenance = dict(c.get("provenance", {}))
+            built.append(comp)
+        return cls(built, weights=MixtureConfig.from_dict(card["config"]).weights)
 
-def build_mixture(card: dict[str, Any]) -> MixtureGenerator:
-    from genaug.registry import build_from_card
 
-    comps = card.get("components")
-    if not isinstance(comps, list):
-        raise ValueError(f"a mixture card needs a list of component cards, got {type(comps).__name__}")
-    built = []
-    for c in comps:
-        comp = build_from_card(c)
-        comp.provenance = dict(c.get("provenance", {}))
-        built.append(comp)
-    return MixtureGenerator(built, weights=MixtureConfig.from_dict(card["config"]).weights)
+# The builders' earlier names.
+build_labelled = LabelledGenerator.from_card
+build_filtered = FilteredGenerator.from_card
+build_mixture = MixtureGenerator.from_card

@@ -13,7 +13,8 @@ from torch import nn
 
 from genaug._validation import check_image_shape, check_int, check_int_tuple
 from genaug.models.config import ModelConfig
-from genaug.models.layers import ConvDecoder, ConvEncoder, join_label_maps, join_label_vector
+from genaug.models.layers import ConvDecoder, ConvEncoder, feature_trunk, join_label_maps, join_label_vector
+from genaug.registry import register_model
 
 
 @dataclasses.dataclass
@@ -58,8 +59,14 @@ class VAEConfig(AutoencoderConfig):
         check_int("num_classes", self.num_classes, minimum=0)
 
 
+@register_model("autoencoder", config=AutoencoderConfig)
 class ConvAutoencoder(nn.Module):
-    """Deterministic convolutional autoencoder. ``forward`` returns logits; apply sigmoid for images."""
+    """Deterministic convolutional autoencoder. ``forward`` returns logits; apply sigmoid for images.
+
+    Features (for pretraining classifiers): the encoder's last convolution, flattened.
+    """
+
+    input_range = "sigmoid"
 
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
@@ -70,6 +77,11 @@ class ConvAutoencoder(nn.Module):
         self.decoder = ConvDecoder(
             config.latent_dim, config.channels, c, (h, w), kernel_size=config.kernel_size
         )
+        self.out_features = self.encoder_trunk.out_features
+
+    def feature_extractor(self) -> nn.Module:
+        """Images in [0, 1] -> (N, out_features) encoder features, sharing this model's weights."""
+        return self.encoder_trunk
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_latent(self.encoder_trunk(x))
@@ -81,12 +93,17 @@ class ConvAutoencoder(nn.Module):
         return self.decode_logits(self.encode(x))
 
 
+@register_model("vae", config=VAEConfig, generator="vae")
 class VAE(nn.Module):
     """(Conditional) variational autoencoder with the reparameterisation trick.
 
     ``forward(x, labels)`` returns ``(logits, mu, logvar)``. Images are
     ``sigmoid(logits)`` in [0, 1]; training uses the logits for a stable BCE.
+    Features: the encoder's last convolution, flattened (a conditional VAE's encoder sees
+    all-zero label channels, since the class is what a classifier predicts).
     """
+
+    input_range = "sigmoid"
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -104,6 +121,11 @@ class VAE(nn.Module):
         self.decoder = ConvDecoder(
             config.latent_dim + k, config.channels, c, (h, w), kernel_size=config.kernel_size
         )
+        self.out_features = self.encoder_trunk.out_features
+
+    def feature_extractor(self) -> nn.Module:
+        """Images in [0, 1] -> (N, out_features) encoder features, sharing this model's weights."""
+        return feature_trunk(self.encoder_trunk, self.out_features, num_labels=self.config.num_classes)
 
     def encode(
         self, x: torch.Tensor, labels: torch.Tensor | None = None

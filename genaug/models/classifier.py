@@ -9,6 +9,7 @@ from torch import nn
 
 from genaug._validation import check_float, check_image_shape, check_int, check_int_tuple
 from genaug.models.config import ModelConfig
+from genaug.registry import register_model
 
 
 @dataclasses.dataclass
@@ -39,8 +40,11 @@ class ClassifierConfig(ModelConfig):
         check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
 
 
+@register_model("classifier", config=ClassifierConfig)
 class Classifier(nn.Module):
     """``forward(x)`` returns class logits; ``features(x)`` the dense features."""
+
+    input_range = "sigmoid"
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
@@ -60,6 +64,9 @@ class Classifier(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.out_features = config.hidden
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.hidden, config.num_classes))
+
+    def feature_extractor(self) -> nn.Module:
+        return self.trunk
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)

@@ -1,5 +1,9 @@
 """GAN families: MLP GAN, DCGAN and BEGAN, each unconditional or conditional.
 
+Each registers itself with :func:`~genaug.registry.register_model`; a GAN model holds
+``generator`` and ``discriminator`` and a ``build_generator(config)`` static method, which is
+what :class:`~genaug.generators.GANGenerator` samples.
+
 Generators output tanh images in [-1, 1]. Discriminators return one logit per
 sample (BEGAN's returns a reconstruction). Conditioning follows the source:
 the one-hot label is joined to z in G and to the input of D; ``conditioning=
@@ -26,11 +30,13 @@ from genaug.models.layers import (
     ConvDecoder,
     ConvEncoder,
     MinibatchDiscrimination,
+    feature_trunk,
     join_label_maps,
     join_label_vector,
     norm_1d,
     norm_2d,
 )
+from genaug.registry import register_model
 
 CONDITIONING = ("concat", "projection")
 NORMS = ("none", "batch", "layer")
@@ -98,8 +104,27 @@ def _d_input(x: torch.Tensor, labels: torch.Tensor | None, config: GANConfigBase
 
 
 def _d_in_channels(config: GANConfigBase) -> int:
-    extra = config.num_classes if config.conditioning == "concat" else 0
-    return config.image_shape[0] + extra
+    return config.image_shape[0] + _d_label_inputs(config)
+
+
+def _d_label_inputs(config: GANConfigBase) -> int:
+    """Label inputs of D's trunk: the one-hot class when it is joined to D's input."""
+    return config.num_classes if config.conditioning == "concat" else 0
+
+
+class GANModel(nn.Module):
+    """A GAN as a pair: ``generator(z, labels)`` and ``discriminator(x, labels)``; its features
+    (for pretraining classifiers) are the discriminator's."""
+
+    input_range = "tanh"
+    discriminator: nn.Module
+
+    @property
+    def out_features(self) -> int:
+        return self.discriminator.out_features
+
+    def feature_extractor(self) -> nn.Module:
+        return self.discriminator.feature_extractor()
 
 
 # ---------------------------------------------------------------- MLP GAN
@@ -147,6 +172,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
+    input_range = "tanh"
+
     def __init__(self, config: GANConfig) -> None:
         super().__init__()
         self.config = config
@@ -161,15 +188,19 @@ class MLPDiscriminator(nn.Module):
         self.out_features = f
         self.head = DiscriminatorHead(f, config)
 
+    def feature_extractor(self) -> nn.Module:
+        """Images in [-1, 1] -> trunk features, with no class (zero label inputs)."""
+        return feature_trunk(self.trunk, self.out_features, num_labels=_d_label_inputs(self.config), image=False)
+
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        k = self.config.num_classes if self.config.conditioning == "concat" else 0
-        return self.trunk(join_label_vector(x.flatten(1), labels, k))
+        return self.trunk(join_label_vector(x.flatten(1), labels, _d_label_inputs(self.config)))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, labels), labels)
 
 
-class GAN(nn.Module):
+@register_model("gan", config=GANConfig, generator="gan")
+class GAN(GANModel):
     """MLP GAN: ``generator(z, labels)`` and ``discriminator(x, labels)``."""
 
     def __init__(self, config: GANConfig) -> None:
@@ -265,6 +296,8 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
+    input_range = "tanh"
+
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__()
         self.config = config
@@ -289,6 +322,10 @@ class DCGANDiscriminator(nn.Module):
         self.out_features = f
         self.head = DiscriminatorHead(f, config)
 
+    def feature_extractor(self) -> nn.Module:
+        """Images in [-1, 1] -> trunk features, with no class (zero label channels)."""
+        return feature_trunk(self.trunk, self.out_features, num_labels=_d_label_inputs(self.config))
+
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.trunk(_d_input(x, labels, self.config))
 
@@ -296,7 +333,8 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x, labels), labels)
 
 
-class DCGAN(nn.Module):
+@register_model("dcgan", config=DCGANConfig, generator="gan")
+class DCGAN(GANModel):
     """Deep convolutional GAN: ``generator(z, labels)`` and ``discriminator(x, labels)``."""
 
     def __init__(self, config: DCGANConfig) -> None:
@@ -380,7 +418,12 @@ class BEGANGenerator(nn.Module):
 
 
 class BEGANDiscriminator(nn.Module):
-    """Autoencoder discriminator: returns the reconstruction of its input, in [-1, 1]."""
+    """Autoencoder discriminator: returns the reconstruction of its input, in [-1, 1].
+
+    Its features are the encoder's last convolution, flattened (before the bottleneck code).
+    """
+
+    input_range = "tanh"
 
     def __init__(self, config: BEGANConfig) -> None:
         super().__init__()
@@ -391,17 +434,21 @@ class BEGANDiscriminator(nn.Module):
         )
         self.to_code = nn.Linear(self.encoder_trunk.out_features, config.d_latent)
         self.decoder = _began_decoder(config.d_latent + config.num_classes, config.d_channels, config)
-        self.out_features = config.d_latent
+        self.out_features = self.encoder_trunk.out_features
+
+    def feature_extractor(self) -> nn.Module:
+        return feature_trunk(self.encoder_trunk, self.out_features, num_labels=_d_label_inputs(self.config))
 
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.to_code(self.encoder_trunk(_d_input(x, labels, self.config)))
+        return self.encoder_trunk(_d_input(x, labels, self.config))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        code = join_label_vector(self.features(x, labels), labels, self.config.num_classes)
+        code = join_label_vector(self.to_code(self.features(x, labels)), labels, self.config.num_classes)
         return torch.tanh(self.decoder(code))
 
 
-class BEGAN(nn.Module):
+@register_model("began", config=BEGANConfig, generator="gan")
+class BEGAN(GANModel):
     """Boundary equilibrium GAN (Berthelot et al., 2017)."""
 
     def __init__(self, config: BEGANConfig) -> None:

@@ -171,3 +171,31 @@ def _act(name: str) -> nn.Module:
     if name == "elu":
         return nn.ELU()
     return nn.ReLU()
+
+
+class WithoutLabels(nn.Module):
+    """A conditional trunk used without a class: all-zero one-hot label channels (``image=True``)
+    or label features are joined to the input, as when the class is what is to be predicted."""
+
+    def __init__(self, trunk: nn.Module, num_labels: int, out_features: int, *, image: bool = True) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.num_labels = num_labels
+        self.image = image
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.image:
+            x = x.flatten(1)
+        if self.num_labels:
+            shape = (x.shape[0], self.num_labels, *x.shape[2:]) if self.image else (x.shape[0], self.num_labels)
+            x = torch.cat([x, x.new_zeros(shape)], dim=1)
+        return self.trunk(x).flatten(1)
+
+
+def feature_trunk(trunk: nn.Module, out_features: int, *, num_labels: int = 0, image: bool = True) -> nn.Module:
+    """``trunk`` itself when it needs no label input and takes images as they are, else a
+    :class:`WithoutLabels` around it."""
+    if num_labels == 0 and image:
+        return trunk
+    return WithoutLabels(trunk, num_labels, out_features, image=image)

@@ -18,6 +18,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from genaug._validation import check_float, check_image_shape, check_int, check_int_tuple
 from genaug.models.config import ModelConfig
+from genaug.registry import register_model
 
 
 @dataclasses.dataclass
@@ -68,6 +69,8 @@ class GaussianNoise(nn.Module):
 class SSGANDiscriminator(nn.Module):
     """``forward(x)``: K class logits of images in [0, 1]; ``features(x)``: the last hidden layer."""
 
+    input_range = "sigmoid"
+
     def __init__(self, config: SSGANConfig) -> None:
         super().__init__()
         self.config = config
@@ -82,6 +85,9 @@ class SSGANDiscriminator(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.out_features = f
         self.head = nn.Sequential(GaussianNoise(config.hidden_noise), weight_norm(nn.Linear(f, config.num_classes)))
+
+    def feature_extractor(self) -> nn.Module:
+        return self.trunk
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -107,11 +113,18 @@ class SSGANGenerator(nn.Module):
         return self.net(z).view(-1, *self.config.image_shape)
 
 
+@register_model("ssgan", config=SSGANConfig)
 class SemiSupervisedGAN(nn.Module):
     """``generator(z)`` and ``discriminator(x)`` (a K-class classifier)."""
+
+    input_range = "sigmoid"
 
     def __init__(self, config: SSGANConfig) -> None:
         super().__init__()
         self.config = config
         self.generator = SSGANGenerator(config)
         self.discriminator = SSGANDiscriminator(config)
+        self.out_features = self.discriminator.out_features
+
+    def feature_extractor(self) -> nn.Module:
+        return self.discriminator.feature_extractor()

@@ -1,15 +1,22 @@
-"""Training: one loop, a step per family, resumable, observable and distributed."""
+"""Training: one family-agnostic loop, a recipe per objective, resumable, observable and distributed."""
 
+from genaug.registry import Preset, register_preset, register_recipe
 from genaug.train.config import PRESETS, FamilyPreset, TrainConfig, list_training_families
+from genaug.train.recipes import Recipe, RecipeConfig
 from genaug.train.trainer import NonFiniteLossError, Trainer, TrainResult, prepare_data
 
 __all__ = [
     "PRESETS",
     "FamilyPreset",
     "NonFiniteLossError",
+    "Preset",
+    "Recipe",
+    "RecipeConfig",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "list_training_families",
     "prepare_data",
+    "register_preset",
+    "register_recipe",
 ]

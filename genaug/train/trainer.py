@@ -22,12 +22,15 @@ from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from genaug.checkpoint import load_training_checkpoint, save_module, save_training_checkpoint
-from genaug.data.real import as_tensors
+from genaug._io import load_training_checkpoint, save_training_checkpoint
+from genaug.checkpoint import load_module, save_module
+from genaug.data.real import as_tensors, float_images
 from genaug.device import get_device
-from genaug.models import make_config
+from genaug.hub import load_generator
+from genaug.models.classifier import Classifier
+from genaug.registry import RECIPES, make_config
 from genaug.train.config import TrainConfig
-from genaug.train.steps import STEPS, ReconstructionStep, Step, VAEStep
+from genaug.train.recipes.base import Recipe
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -64,23 +67,6 @@ def ema_with_warmup(decay: float) -> Any:
         torch._foreach_lerp_(ema_params, params, 1.0 - d)
 
     return update
-
-
-def float_images(images: Any) -> torch.Tensor:
-    """Float32 images (N > 0, C, H, W) in [0, 1] from uint8 images or float ones already in [0, 1]."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(
-            f"expected images as a tensor of shape (N, C, H, W) with N > 0, got "
-            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
-        )
-    if images.dtype == torch.uint8:
-        return images.float().div_(255)
-    if not images.is_floating_point():
-        raise ValueError(f"expected uint8 or float images, got dtype {images.dtype}")
-    lo, hi = float(images.min()), float(images.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:
-        raise ValueError(f"expected float images in [0, 1], got values in [{lo}, {hi}]")
-    return images.float()
 
 
 def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -165,12 +151,13 @@ class Trainer:
 
         # Same initial weights on every rank; DDP also broadcasts them from rank 0.
         torch.manual_seed(config.seed)
-        self.step_impl: Step = STEPS[preset.objective](
-            config, self.model_cfg, wrap=self._wrap_ddp, autocast=self._autocast()
+        self.recipe: Recipe = RECIPES.get_entry(preset.recipe)(
+            config.recipe, model=preset.model, model_config=self.model_cfg,
+            wrap=self._wrap_ddp, autocast=self._autocast(),
         )
-        for net in self.step_impl.nets.values():
+        for net in self.recipe.nets.values():
             net.to(self.device)
-        target = self.step_impl.ema_target()
+        target = self.recipe.ema_target()
         self.init_provenance: dict[str, Any] = {}
         resuming = resume and (self.out_dir / CHECKPOINT_NAME).exists()
         if config.init and not resuming:  # a resumed run takes its weights from the checkpoint
@@ -225,11 +212,13 @@ class Trainer:
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
 
+    @property
+    def step_impl(self) -> Recipe:
+        """The earlier name of :attr:`recipe`."""
+        return self.recipe
+
     def _init_from(self, name: str, target: nn.Module | None) -> None:
         """Start the generator from a saved one of the same family and model config."""
-        from genaug.generators import VAEGenerator
-        from genaug.registry import load_generator
-
         if target is None:
             raise ValueError(f"init needs a family that trains a generator, got {self.cfg.family!r}")
         gen = load_generator(name)
@@ -243,16 +232,12 @@ class Trainer:
                 f"init: {name!r} has a different model config; (saved, this run) differ in {diff}; "
                 "set the run's model fields to the saved ones"
             )
-        # The family check leaves a VAE generator or a GAN generator (wrappers have their own families).
-        source = gen.vae if isinstance(gen, VAEGenerator) else gen.net
-        target.load_state_dict(source.state_dict())
+        # A generator of the same family and config around this run's module has the saved one's keys.
+        self.recipe.make_generator(target, self.classes).load_state_dict(gen.state_dict())
         prov = gen.provenance
         self.init_provenance = {"from": name, **{k: prov[k] for k in ("steps", "command") if k in prov}}
 
     def _load_judge(self, path: str) -> nn.Module:
-        from genaug.checkpoint import load_module
-        from genaug.models import Classifier
-
         judge, _ = load_module(path)
         if not isinstance(judge, Classifier) or judge.config.num_classes != len(self.classes):
             raise ValueError(
@@ -264,7 +249,7 @@ class Trainer:
     @torch.no_grad()
     def judge_samples(self) -> dict[str, float]:
         """Class coverage and label fidelity of the fixed-noise samples, by the judge."""
-        if self.judge is None or isinstance(self.step_impl, ReconstructionStep):
+        if self.judge is None or self.recipe.ema_target() is None:
             return {}
         pred = self.judge(self.sample_fixed().to(self.device)).argmax(1).cpu()
         out = {"class_coverage": len(pred.unique()) / len(self.classes)}
@@ -287,10 +272,10 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "config": self.cfg.to_dict(),
-            "nets": {k: v.state_dict() for k, v in self.step_impl.nets.items()},
-            "optimizers": {k: v.state_dict() for k, v in self.step_impl.optimizers.items()},
+            "nets": {k: v.state_dict() for k, v in self.recipe.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.recipe.optimizers.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "extra": self.step_impl.extra_state(),
+            "extra": self.recipe.extra_state(),
             "rng": {"torch": torch.get_rng_state()},
             "init": self.init_provenance,
         }
@@ -303,7 +288,12 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         state = load_training_checkpoint(path)
-        saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "max_steps", "progress", "device")}
+        ignored = ("epochs", "max_steps", "progress", "device")
+        try:
+            saved_cfg = TrainConfig.from_saved(state["config"]).to_dict()
+        except ValueError as err:
+            raise ValueError(f"{path}: checkpoint config is not valid in this version ({err})") from None
+        saved = {k: v for k, v in saved_cfg.items() if k not in ignored}
         now = {k: v for k, v in self.cfg.to_dict().items() if k in saved}
         if saved != now:
             diff = sorted(k for k in saved if saved[k] != now.get(k))
@@ -311,13 +301,13 @@ class Trainer:
                 f"{path}: checkpoint was written with different settings for {diff}; "
                 "resume with the same config (only epochs and max_steps may change)"
             )
-        for k, net in self.step_impl.nets.items():
+        for k, net in self.recipe.nets.items():
             net.load_state_dict(state["nets"][k])
-        for k, opt in self.step_impl.optimizers.items():
+        for k, opt in self.recipe.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.step_impl.load_extra_state(state["extra"])
+        self.recipe.load_extra_state(state["extra"])
         torch.set_rng_state(state["rng"]["torch"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.init_provenance = dict(state.get("init", {}))
@@ -327,14 +317,14 @@ class Trainer:
     def sampling_module(self) -> nn.Module | None:
         if self.ema is not None:
             return self.ema.module
-        return self.step_impl.ema_target()
+        return self.recipe.ema_target()
 
     def generator(self) -> Any:
         """The trained generator (EMA weights when EMA is on), or None for the autoencoder."""
         module = self.sampling_module()
         if module is None:
             return None
-        gen = self.step_impl.make_generator(module, self.classes)
+        gen = self.recipe.make_generator(module, self.classes)
         gen.provenance = {**self._provenance(), "ema": self.ema is not None}
         return gen
 
@@ -353,15 +343,15 @@ class Trainer:
         if not self.is_main:
             return
         gen = self.generator()
+        model = self.cfg.preset.model
         if gen is not None:
             gen.save_pretrained(self.out_dir)
         else:
-            save_module(self.step_impl.nets["model"], "autoencoder", self.model_cfg, self.out_dir,
+            save_module(self.recipe.nets["model"], model, self.model_cfg, self.out_dir,
                         provenance=self._provenance())
-        if "discriminator" in self.step_impl.nets:
-            # Kept for pretraining classifiers from the discriminator's trunk.
-            save_module(self.step_impl.nets["discriminator"], self.cfg.preset.model, self.model_cfg,
-                        self.out_dir / "discriminator", part="discriminator",
+        for part in self.recipe.saved_parts:
+            # e.g. the discriminator, kept for pretraining classifiers from its features.
+            save_module(self.recipe.nets[part], model, self.model_cfg, self.out_dir / part, part=part,
                         provenance=self._provenance())
 
     @torch.no_grad()
@@ -372,12 +362,9 @@ class Trainer:
         name = f"epoch_{self.epoch:03d}" if self.batch_in_epoch == 0 else f"step_{self.step:07d}"
         path = self.out_dir / "grids" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(self.step_impl, ReconstructionStep):
-            net = self.step_impl.nets["model"]
-            net.eval()
+        if self.recipe.ema_target() is None:  # no generator: real images over their reconstructions
             x = self.fixed_real[:32]
-            save_image(torch.cat([x, torch.sigmoid(net(x))]).cpu(), path, nrow=8)
-            net.train()
+            save_image(torch.cat([x, self.recipe.reconstruct(x)]).cpu(), path, nrow=8)
             return path
         imgs = self.sample_fixed()
         save_image(imgs, path, nrow=self.cfg.grid_per_class if self.fixed_labels[0] >= 0 else 8)
@@ -385,19 +372,13 @@ class Trainer:
 
     @torch.no_grad()
     def sample_fixed(self) -> torch.Tensor:
-        gen = self.step_impl.make_generator(self.sampling_module(), self.classes)
-        z = self.fixed_noise.to(self.device)
-        labels = self.fixed_labels.to(self.device)
-        was = gen.training
-        gen.eval()
-        out = gen._decode(z, labels).float().clamp(0, 1).cpu()
-        gen.train(was)
-        return out
+        gen = self.recipe.make_generator(self.sampling_module(), self.classes)
+        return gen.decode(self.fixed_noise.to(self.device), self.fixed_labels.to(self.device)).cpu()
 
     @torch.no_grad()
     def diversity(self) -> float | None:
         """Mean pairwise distance of fixed-noise samples over that of real images (mode-collapse signal)."""
-        if isinstance(self.step_impl, ReconstructionStep):
+        if self.recipe.ema_target() is None:
             return None
         fake = self.sample_fixed().flatten(1)
         real = self.fixed_real.cpu().flatten(1)
@@ -426,7 +407,7 @@ class Trainer:
     def _loop(self) -> bool:
         cfg = self.cfg
         bs = cfg.batch_size
-        for net in self.step_impl.nets.values():
+        for net in self.recipe.nets.values():
             net.train()
         log_path = self.out_dir / "log.jsonl"
         while self.epoch < cfg.epochs:
@@ -442,16 +423,16 @@ class Trainer:
             while self.batch_in_epoch < n_batches:
                 idx = order[self.batch_in_epoch * bs : (self.batch_in_epoch + 1) * bs]
                 x, y = self.images[idx], self.labels[idx]
-                if cfg.input_range == "tanh":
+                if cfg.recipe.input_range == "tanh":
                     x = x * 2 - 1
 
                 # One optimisation step, its noise seeded by (seed, rank, step).
                 torch.manual_seed(step_seed(cfg.seed, self.rank, self.step))
-                losses = self.step_impl.train_step(x, y, self.step)
+                losses = self.recipe.train_step(x, y, self.step)
                 self._check_finite(losses)
                 self._sync_buffers()
                 if self.ema is not None:
-                    self.ema.update_parameters(self.step_impl.ema_target())
+                    self.ema.update_parameters(self.recipe.ema_target())
                 self.step += 1
                 self.batch_in_epoch += 1
                 seen += bs
@@ -496,7 +477,7 @@ class Trainer:
         EMA) holds the same state at step boundaries."""
         if not self.distributed:
             return
-        for net in self.step_impl.nets.values():
+        for net in self.recipe.nets.values():
             for buf in net.buffers():
                 dist.broadcast(buf, src=0)
 
@@ -523,7 +504,7 @@ class Trainer:
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "grid": str(grid)}
         if div is not None:
             row["diversity"] = div
-            if div < 0.5 and not isinstance(self.step_impl, VAEStep):  # VAE samples are smoother than data
+            if div < 0.5 and self.recipe.warn_low_diversity:
                 tqdm.write(f"warning: sample diversity {div:.2f} of real; possible mode collapse")
         judged = self.judge_samples()
         row.update(judged)
@@ -536,9 +517,4 @@ class Trainer:
                 self.writer.add_scalar("diversity", div, self.step)
             for k, v in judged.items():
                 self.writer.add_scalar(k, v, self.step)
-            if isinstance(self.step_impl, VAEStep):
-                # The source checks that the codes stay close to a unit Gaussian.
-                with torch.no_grad():
-                    mu, logvar = self.step_impl.encode_mu(self.fixed_real, self.fixed_real_labels)
-                self.writer.add_histogram("latent/mu", mu, self.step)
-                self.writer.add_histogram("latent/sigma", torch.exp(0.5 * logvar), self.step)
+            self.recipe.log_epoch(self.writer, self.step, self.fixed_real, self.fixed_real_labels)

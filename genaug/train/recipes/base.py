@@ -1,0 +1,122 @@
+"""What every training recipe shares: its config's optimizer fields and the Recipe interface.
+
+A recipe is one training objective. It owns its networks and optimizers, takes one step
+per batch, and says which module is averaged (EMA) and sampled from. The
+:class:`~genaug.train.Trainer` loop knows nothing else about it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from genaug._validation import check_choice, check_float
+from genaug.models.config import ModelConfig
+
+Wrap = Callable[[nn.Module], nn.Module]
+INPUT_RANGES = ("sigmoid", "tanh")
+
+
+@dataclasses.dataclass
+class RecipeConfig(ModelConfig):
+    """Optimizer and input settings that every recipe has; each recipe's config adds its own.
+
+    Args:
+        optimizer: "adam" or "rmsprop".
+        lr: learning rate.
+        betas: Adam's betas.
+        input_range: "sigmoid" (images in [0, 1]) or "tanh" ([-1, 1]) as the networks see them.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    input_range: str = "sigmoid"
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        check_float("lr", self.lr, low=0.0, low_open=True)
+        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = tuple(self.betas)
+        for b in self.betas:
+            check_float("betas", b, low=0.0, high=1.0, high_open=True)
+        check_choice("input_range", self.input_range, INPUT_RANGES)
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        params = list(params)
+        if self.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=self.lr)
+        fused = all(p.is_cuda for p in params)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=fused or None)
+
+
+class Recipe:
+    """One training objective. Subclass it, set ``config_cls`` and register it with
+    :func:`~genaug.registry.register_recipe`.
+
+    Args:
+        config: the recipe's config (a ``config_cls`` instance).
+        model: the registered model family it trains.
+        model_config: that family's config.
+        wrap: applied to each trained network (DDP under torchrun); keep the raw module in ``nets``.
+        autocast: a context-manager factory for mixed precision, or None.
+
+    Attributes:
+        nets: the raw networks by name (saved in checkpoints).
+        optimizers: their optimizers by name.
+        saved_parts: names in ``nets`` saved beside the generator (e.g. ``"discriminator"``).
+        warn_low_diversity: warn when samples are much less varied than real images.
+    """
+
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type[RecipeConfig]] = RecipeConfig
+    saved_parts: ClassVar[tuple[str, ...]] = ()
+    warn_low_diversity: ClassVar[bool] = True
+
+    def __init__(self, config: RecipeConfig, *, model: str, model_config: Any, wrap: Wrap | None = None,
+                 autocast: Any = None) -> None:
+        if not isinstance(config, self.config_cls):
+            raise TypeError(f"{type(self).__name__} expects a {self.config_cls.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.model_name = model
+        self.model_cfg = model_config
+        self.wrap = wrap or (lambda m: m)
+        self.autocast = autocast or contextlib.nullcontext
+        self.nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    @property
+    def conditional(self) -> bool:
+        return getattr(self.model_cfg, "num_classes", 0) > 0
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch (``x`` in ``input_range``); returns detached losses."""
+        raise NotImplementedError
+
+    def ema_target(self) -> nn.Module | None:
+        """The module whose weights are averaged and sampled from (None: no generator)."""
+        return None
+
+    def make_generator(self, module: nn.Module, classes: list[str]) -> Any:
+        """A :class:`~genaug.generators.BaseGenerator` sampling ``module`` (None: no generator)."""
+        return None
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Reconstructions in [0, 1] of images in [0, 1], for the grids of recipes without a generator."""
+        return None
+
+    def log_epoch(self, writer: Any, step: int, real: torch.Tensor, labels: torch.Tensor) -> None:
+        """Extra TensorBoard records at the end of an epoch."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Recipe state beyond weights and optimizers, saved in checkpoints."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass

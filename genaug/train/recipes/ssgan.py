@@ -1,0 +1,146 @@
+"""The semi-supervised GAN's recipe (Salimans et al., 2016): a classifier from few labels.
+
+The discriminator learns the K classes from the labelled images and, from every image
+with or without a label, to tell real from generated; the generator is trained by
+feature matching. The trained discriminator is the classifier.
+
+Example:
+    >>> idx = few_label_indices(y, 10)  # 100 labels in all  # doctest: +SKIP
+    >>> model = fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(epochs=20))  # doctest: +SKIP
+    >>> logits = model.discriminator(images_in_0_1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from genaug._validation import check_float, check_int
+from genaug.data.real import float_images
+from genaug.device import get_device
+from genaug.models.config import ModelConfig
+from genaug.models.ssgan import SemiSupervisedGAN, SSGANConfig
+
+
+@dataclasses.dataclass
+class SemiSupervisedConfig(ModelConfig):
+    """Settings of :func:`fit_semi_supervised_gan` (the paper's MNIST values by default).
+
+    Args:
+        model: overrides for :class:`~genaug.models.SSGANConfig`.
+        epochs: passes over all (unlabelled) images.
+        batch_size: unlabelled images per step; as many labelled ones (repeated) join each step.
+        lr: Adam learning rate, decayed linearly to 0 over the run; betas (0.5, 0.999).
+        unlabelled_weight: weight of the real-versus-generated loss next to the labelled loss.
+        seed: seeds weights, noise and data order.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        progress: show a tqdm bar.
+    """
+
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 3e-3
+    unlabelled_weight: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, dict):
+            raise ValueError(f"model must be a dict of SSGANConfig overrides, got {self.model!r}")
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_float("lr", self.lr, low=0.0, low_open=True)
+        check_float("unlabelled_weight", self.unlabelled_weight, low=0.0)
+
+
+def fit_semi_supervised_gan(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    labelled: torch.Tensor,
+    *,
+    config: SemiSupervisedConfig | None = None,
+) -> SemiSupervisedGAN:
+    """Train a semi-supervised GAN; ``model.discriminator`` is then a K-class classifier.
+
+    Args:
+        images: (N, C, H, W) uint8, or float in [0, 1]; all of them are used without labels.
+        labels: (N,) int labels; only ``labels[labelled]`` are read.
+        labelled: indices of the images whose labels may be used.
+    """
+    cfg = config or SemiSupervisedConfig()
+    x = float_images(images)
+    labelled = torch.as_tensor(labelled, dtype=torch.long)
+    if labels.shape != (len(x),):
+        raise ValueError(f"expected {len(x)} labels, got labels of shape {tuple(labels.shape)}")
+    if labelled.ndim != 1 or len(labelled) == 0 or int(labelled.min()) < 0 or int(labelled.max()) >= len(x):
+        raise ValueError(f"labelled must be a non-empty 1-D tensor of indices in [0, {len(x)}), got {labelled!r}")
+    if len(x) < cfg.batch_size:
+        raise ValueError(f"batch_size must be <= the number of images ({len(x)}), got {cfg.batch_size}")
+    y_lab = labels[labelled].long()
+    k = int(y_lab.max()) + 1
+    model_cfg = SSGANConfig(**{"image_shape": tuple(x.shape[1:]), "num_classes": max(k, 2), **cfg.model})
+    dev = get_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = SemiSupervisedGAN(model_cfg).to(dev)
+    G, D = model.generator, model.discriminator
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    x, x_lab, y_lab = x.to(dev), x[labelled].to(dev), y_lab.to(dev)
+    g = torch.Generator().manual_seed(cfg.seed)
+    bs, steps_per_epoch = cfg.batch_size, len(x) // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    lab_order = torch.empty(0, dtype=torch.long)
+    model.train()
+    bar = tqdm(total=total, desc="semi-supervised GAN", disable=not cfg.progress, file=sys.stderr)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(x), generator=g).to(dev)
+        order2 = torch.randperm(len(x), generator=g).to(dev)
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            lr = cfg.lr * (1 - step / total)
+            for opt in (opt_d, opt_g):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            # Labelled batch: cycle through the labelled images in random order.
+            while len(lab_order) < bs:
+                lab_order = torch.cat([lab_order, torch.randperm(len(x_lab), generator=g)])
+            pick, lab_order = lab_order[:bs].to(dev), lab_order[bs:]
+            xu = x[order[i * bs : (i + 1) * bs]]
+
+            # Discriminator: K-class loss on labels, real-vs-generated through logsumexp.
+            logits_lab = D(x_lab[pick])
+            lse_unl = torch.logsumexp(D(xu), dim=1)
+            with torch.no_grad():
+                fake = G(torch.rand(bs, model_cfg.latent_dim, device=dev))
+            lse_fake = torch.logsumexp(D(fake), dim=1)
+            loss_lab = F.cross_entropy(logits_lab, y_lab[pick])
+            loss_unl = 0.5 * (-lse_unl.mean() + F.softplus(lse_unl).mean() + F.softplus(lse_fake).mean())
+            loss_d = loss_lab + cfg.unlabelled_weight * loss_unl
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+            # Generator: match the mean last-hidden features of real images.
+            real_f = D.features(x[order2[i * bs : (i + 1) * bs]]).detach().mean(0)
+            fake_f = D.features(G(torch.rand(bs, model_cfg.latent_dim, device=dev))).mean(0)
+            loss_g = F.mse_loss(fake_f, real_f)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            bar.update(1)
+            if i % 100 == 0:
+                values = {"lab": loss_lab.item(), "unl": loss_unl.item(), "g": loss_g.item()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise RuntimeError(f"non-finite loss at epoch {epoch + 1}, step {i}: {values}")
+                bar.set_postfix({k_: f"{v:.3g}" for k_, v in values.items()})
+    bar.close()
+    return model.eval()
