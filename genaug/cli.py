@@ -55,8 +55,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--config {args.config}: expected a JSON object, got {type(settings).__name__}")
     for item in args.set or []:
         key, sep, value = item.partition("=")
-        if not sep or key not in config_fields():
-            parser.error(f"--set expects FIELD=VALUE with FIELD one of {config_fields()}, got {item!r}")
+        if not sep or key not in config_fields(args.family):
+            parser.error(f"--set expects FIELD=VALUE with FIELD one of {config_fields(args.family)}, got {item!r}")
         try:
             settings[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -62,7 +62,9 @@ def test_source_training_advice_defaults():
     began = TrainConfig(family="began")
     assert (began.began_gamma, began.began_lambda_k) == (0.9, 0.05)
     assert TrainConfig(family="began", began_gamma=0.5).began_gamma == 0.5
-    assert (dc.began_gamma, dc.began_lambda_k) == (0.5, 0.001)  # the paper's, for families that ignore them
+    assert not hasattr(dc.recipe, "began_gamma")  # a recipe has only its own fields
+    with pytest.raises(ValueError, match="began_gamma applies to the BEGAN objective; family 'cdcgan'"):
+        TrainConfig(family="cdcgan", began_gamma=0.5)
     shape = {"image_shape": (1, 28, 28), "num_classes": 10}
     assert TrainConfig(family="cgan").model_config(**shape)["conditioning"] == "projection"
     assert "conditioning" not in dc.model_config(**shape)  # the model's default: label joined to D's input

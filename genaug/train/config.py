@@ -121,10 +121,15 @@ class TrainConfig(ModelConfig):
         known = {f.name for f in dataclasses.fields(config_cls)}
         unknown = sorted(set(flat) - known)
         if unknown:
+            key = unknown[0]
+            owners = sorted(name for name, r in RECIPES.items()
+                            if key in {f.name for f in dataclasses.fields(r.config_cls)})
+            what = (f"{key} applies to the {'/'.join(o.upper() for o in owners)} objective"
+                    if owners else f"{key} is not a setting")
             raise ValueError(
-                f"{unknown} {'is not a setting' if len(unknown) == 1 else 'are not settings'} of preset "
-                f"{self.family!r} (recipe {preset.recipe!r}); its settings are the loop's "
-                f"{sorted(f.name for f in dataclasses.fields(TrainConfig))} and the recipe's {sorted(known)}"
+                f"{what}; family {self.family!r} trains {preset.recipe!r}, whose settings are the loop's "
+                f"{sorted(f.name for f in dataclasses.fields(TrainConfig) if f.name != 'recipe')} and the "
+                f"recipe's {sorted(known)}; got {key}={flat[key]!r}"
             )
         values.update(flat)
         self.recipe = config_cls.from_dict(values)

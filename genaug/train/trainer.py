@@ -293,8 +293,11 @@ class Trainer:
             saved_cfg = TrainConfig.from_saved(state["config"]).to_dict()
         except ValueError as err:
             raise ValueError(f"{path}: checkpoint config is not valid in this version ({err})") from None
-        saved = {k: v for k, v in saved_cfg.items() if k not in ignored}
-        now = {k: v for k, v in self.cfg.to_dict().items() if k in saved}
+        def flat(d: dict[str, Any]) -> dict[str, Any]:  # recipe fields beside the loop's, for the message
+            return {**{k: v for k, v in d.items() if k != "recipe"}, **d["recipe"]}
+
+        saved = {k: v for k, v in flat(saved_cfg).items() if k not in ignored}
+        now = {k: v for k, v in flat(self.cfg.to_dict()).items() if k in saved}
         if saved != now:
             diff = sorted(k for k in saved if saved[k] != now.get(k))
             raise ValueError(
