@@ -33,7 +33,7 @@ from genaug.data import SyntheticDataset, as_tensors, load_mnist
 from genaug.metrics import accuracy, train_classifier
 from genaug.pretrain import build_classifier, few_label_indices, load_backbone, random_backbone_like
 from genaug.train import TrainConfig, Trainer
-from genaug.train.semisupervised import SemiSupervisedConfig, fit_semi_supervised_gan
+from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan
 
 BACKBONE_RECIPES = {"random init": "autoencoder", "autoencoder": "autoencoder", "vae": "vae",
                     "dcgan discriminator": "dcgan"}

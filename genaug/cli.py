@@ -19,27 +19,9 @@ def _command_line() -> str:
 
 
 def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
-    from genaug.data import MNISTSample, load_mnist
+    from genaug.data.sources import resolve_data
 
-    if name == "sample":
-        return MNISTSample(train=True), "genaug bundled MNIST sample (1000 train images)"
-    if name == "mnist":
-        ds = load_mnist(root, train=True, download=download)
-        return ds, "MNIST train (60000 images)"
-    path = Path(name)
-    if path.suffix in (".h5", ".hdf5") and path.is_file():
-        from genaug.data.hdf5 import HDF5Dataset
-
-        ds = HDF5Dataset(path)
-        import h5py
-        import torch
-
-        with h5py.File(path, "r") as f:
-            images = torch.from_numpy(f["images"][()])
-        if images.ndim == 3:
-            images = images.unsqueeze(1)
-        return (images, ds.targets), f"HDF5 file {path.name}"
-    raise ValueError(f"--data must be 'mnist', 'sample' or an .h5 file written by genaug export, got {name!r}")
+    return resolve_data(name, root, download=download)
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -112,8 +94,8 @@ def _numbers(flag: str, text: str) -> list[float]:
 
 def _open_generator(args: argparse.Namespace, device: Any):
     """The generator named by ``--generator``; several ``--generator`` make a mixture."""
-    from genaug import load_generator
     from genaug.generators import MixtureGenerator
+    from genaug.hub import load_generator
 
     names = args.generator
     weights = None
@@ -205,14 +187,14 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
     from torch.utils.data import TensorDataset
 
-    from genaug.data import as_tensors
+    from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy, train_classifier
     from genaug.pretrain import build_classifier, few_label_indices, load_backbone
     from genaug.train import Trainer
 
     try:
         data, data_name = _load_data(args.data, args.data_root, args.download)
-        x, y = data if isinstance(data, tuple) else as_tensors(data)
+        x, y = as_tensors(data)
         out = Path(args.out)
         if args.family == "ssgan":
             return _pretrain_ssgan(args, x, y, data_name)
@@ -245,10 +227,10 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str) ->
     from torch.utils.data import TensorDataset
 
     from genaug.checkpoint import save_module
-    from genaug.data import as_tensors
+    from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy
     from genaug.pretrain import few_label_indices
-    from genaug.train.semisupervised import SemiSupervisedConfig, fit_semi_supervised_gan
+    from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan
 
     idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
     cfg = SemiSupervisedConfig(epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
@@ -265,23 +247,21 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str) ->
 
 
 def _test_set(args: argparse.Namespace) -> Any:
-    from genaug.data import MNISTSample, load_mnist
+    from genaug.data.sources import resolve_test_data
 
-    if args.data == "mnist":
-        return load_mnist(args.data_root, train=False)
-    return MNISTSample(train=False)
+    return resolve_test_data(args.data, args.data_root)
 
 
 def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from torch.utils.data import TensorDataset
 
     from genaug.checkpoint import save_module
-    from genaug.data import as_tensors
+    from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy, train_classifier
 
     try:
         data, data_name = _load_data(args.data, args.data_root, args.download)
-        x, y = data if isinstance(data, tuple) else as_tensors(data)
+        x, y = as_tensors(data)
         tx, ty = as_tensors(_test_set(args))
         judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
                                  image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
@@ -298,7 +278,7 @@ def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug.checkpoint import load_module
-    from genaug.data import as_tensors
+    from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.device import get_device
     from genaug.metrics import evaluate
     from genaug.registry import resolve_model_path
@@ -309,7 +289,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         judge, _ = load_module(resolve_model_path(args.judge))
         judge = judge.to(device)
         data, _ = _load_data(args.data, args.data_root, False)
-        x, y = data if isinstance(data, tuple) else as_tensors(data)
+        x, y = as_tensors(data)
         tx, ty = as_tensors(_test_set(args))
         report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
                           per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs,
@@ -325,7 +305,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from genaug import list_families, list_generators
+    from genaug.registry import list_families, list_generators
 
     print("generators:", ", ".join(list_generators()) or "(none registered)")
     print("generator families:", ", ".join(list_families()))
@@ -334,7 +314,7 @@ def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from genaug import __version__
+    from genaug._version import __version__
 
     parser = argparse.ArgumentParser(prog="genaug", description="Generative data augmentation for PyTorch.")
     parser.add_argument("--version", action="version", version=f"genaug {__version__}")

@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from genaug._io import CONFIG_NAME, read_card
 from genaug._validation import check_int
-from genaug.checkpoint import CONFIG_NAME, load_module, read_card
+from genaug.checkpoint import load_module
+from genaug.hub import load_generator
 
 
 class Backbone(nn.Module):
@@ -44,59 +46,38 @@ class Backbone(nn.Module):
         return self.trunk(x).flatten(1)
 
 
-def backbone_from_model(model: nn.Module, part: str = "model") -> Backbone:
-    """The feature extractor of a model object (autoencoder, VAE or GAN discriminator)."""
-    from genaug.models import BEGAN, DCGAN, GAN, VAE, ConvAutoencoder
-    from genaug.models.gan import BEGANDiscriminator, DCGANDiscriminator, MLPDiscriminator
+def backbone_from_model(model: nn.Module) -> Backbone:
+    """The feature extractor of a model that says what its features are: an autoencoder or
+    VAE encoder, a GAN discriminator (or a GAN, through its discriminator), a classifier.
 
-    if isinstance(model, (GAN, DCGAN, BEGAN)):
-        model = model.discriminator
-    if isinstance(model, (ConvAutoencoder, VAE)):
-        k = getattr(model.config, "num_classes", 0)
-        return Backbone(model.encoder_trunk, model.encoder_trunk.out_features, label_channels=k)
-    if isinstance(model, (DCGANDiscriminator, MLPDiscriminator, BEGANDiscriminator)):
-        cfg = model.config
-        k = cfg.num_classes if cfg.conditioning == "concat" else 0
-        if isinstance(model, MLPDiscriminator):
-            trunk: nn.Module = _MLPTrunk(model, k)
-            return Backbone(trunk, model.out_features, input_range="tanh")
-        trunk = model.encoder_trunk if isinstance(model, BEGANDiscriminator) else model.trunk
-        out = model.encoder_trunk.out_features if isinstance(model, BEGANDiscriminator) else model.out_features
-        return Backbone(trunk, out, input_range="tanh", label_channels=k)
-    raise ValueError(
-        "expected an autoencoder, a VAE or a GAN discriminator, got " + type(model).__name__
-    )
-
-
-class _MLPTrunk(nn.Module):
-    def __init__(self, d: nn.Module, label_features: int) -> None:
-        super().__init__()
-        self.d, self.k = d, label_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.flatten(1)
-        if self.k:
-            h = torch.cat([h, h.new_zeros(h.shape[0], self.k)], dim=1)
-        return self.d.trunk(h)
+    Any model with ``feature_extractor()``, ``out_features`` and ``input_range`` works, so a
+    new family's backbone needs no change here.
+    """
+    extract = getattr(model, "feature_extractor", None)
+    if extract is None or not hasattr(model, "out_features"):
+        raise ValueError(
+            "expected a model with feature_extractor() and out_features (an autoencoder, a VAE, a GAN "
+            f"discriminator or a classifier), got {type(model).__name__}"
+        )
+    return Backbone(extract(), model.out_features, input_range=getattr(model, "input_range", "sigmoid"))
 
 
 def load_backbone(path: str | os.PathLike[str]) -> Backbone:
     """A backbone from a training output folder: an autoencoder's or VAE's folder, a GAN's
     ``discriminator`` folder, or a GAN's folder (its ``discriminator`` subfolder is used)."""
-    from genaug import load_generator
-
     folder = Path(path)
     if (folder / "discriminator" / CONFIG_NAME).is_file():
         folder = folder / "discriminator"
     card = read_card(folder / CONFIG_NAME, required=("family", "config"))
-    if card["family"] == "vae":
-        return backbone_from_model(load_generator(folder).vae)
-    if card["family"] in ("autoencoder", "gan", "dcgan", "began") and "part" in card:
+    if "part" in card:  # a model saved on its own: an autoencoder, a discriminator, a classifier
         module, _ = load_module(folder)
-        return backbone_from_model(module)
-    raise ValueError(
-        f"{folder}: expected an autoencoder, VAE or discriminator folder, got family {card['family']!r}"
-    )
+    else:  # a generator folder: the network it samples, if it has features (a VAE does)
+        module = getattr(load_generator(folder), "network", None)
+    if not hasattr(module, "feature_extractor"):
+        raise ValueError(
+            f"{folder}: expected an autoencoder, VAE or discriminator folder, got family {card['family']!r}"
+        )
+    return backbone_from_model(module)
 
 
 def build_classifier(backbone: Backbone, num_classes: int, *, freeze: str | int = "none",

@@ -265,3 +265,22 @@ def test_bundled_judge_is_bit_identical():
     with torch.no_grad():
         logits = judge(x)
     assert hashlib.sha256(logits.contiguous().numpy().tobytes()).hexdigest() == JUDGE_SHA256
+
+
+def test_the_model_argument_has_its_own_name_and_the_old_keyword_warns():
+    from genaug.data import MixedDataset, MNISTSample
+    from genaug.transforms import SyntheticBatchMix, SyntheticReplace
+
+    gen = genaug.load_generator("mnist-cvae")
+    assert SyntheticDataset(model=gen, per_class=1).model is gen
+    with pytest.warns(DeprecationWarning, match="generator= keyword"):
+        ds = SyntheticDataset(generator=gen, per_class=1)
+    with pytest.warns(DeprecationWarning, match="SyntheticDataset.generator"):
+        assert ds.generator is gen
+    for make in (lambda **kw: SyntheticReplace(**kw), lambda **kw: SyntheticBatchMix(fraction=0.5, **kw),
+                 lambda **kw: MixedDataset(MNISTSample(), synthetic_fraction=0.1, **kw)):
+        assert make(model=gen).model is gen
+        with pytest.warns(DeprecationWarning):
+            assert make(generator=gen).model is gen
+    with pytest.raises(TypeError, match="both generator="):
+        SyntheticDataset(generator=gen, model=gen, per_class=1)

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from genaug._deprecation import renamed_kwarg
 from genaug._validation import check_choice, check_float, check_int
 from genaug.data.plan import block_generator, plan_labels
 from genaug.data.real import apply_transforms
@@ -30,16 +31,17 @@ from genaug.data.real import apply_transforms
 SCHEMA_VERSION = 1
 
 
-def weights_sha256(generator: Any) -> str:
+def weights_sha256(model: Any) -> str:
     h = hashlib.sha256()
-    for k, v in sorted(generator.state_dict().items()):
+    for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
+@renamed_kwarg("generator", "model")
 def export_hdf5(
-    generator: Any,
+    model: Any,
     path: str | os.PathLike[str],
     *,
     per_class: int | None = None,
@@ -75,15 +77,15 @@ def export_hdf5(
     check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
     if path.suffix not in (".h5", ".hdf5"):
         raise ValueError(f"expected an output path ending in .h5 or .hdf5, got {path.name!r}")
-    if with_latents and not getattr(generator, "supports_latents", False):
+    if with_latents and not getattr(model, "supports_latents", False):
         raise ValueError(
             f"with_latents needs a generator whose images are a function of their latents; "
-            f"{type(generator).__name__} (family {getattr(generator, 'family', '?')!r}) samples by "
+            f"{type(model).__name__} (family {getattr(model, 'family', '?')!r}) samples by "
             "rejection or mixing, so no latent reproduces its images"
         )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    labels = plan_labels(generator.num_classes, per_class=per_class, n=n,
+    labels = plan_labels(model.num_classes, per_class=per_class, n=n,
                          class_weights=class_weights, seed=seed)
     n_blocks = -(-len(labels) // batch_size)
     first_block, last_block = 0, n_blocks
@@ -92,7 +94,7 @@ def export_hdf5(
         first_block, last_block = rank * n_blocks // world, (rank + 1) * n_blocks // world
     lo, hi = first_block * batch_size, min(last_block * batch_size, len(labels))
     total = hi - lo
-    c, h, w = generator.image_shape
+    c, h, w = model.image_shape
     item_shape = (h, w) if c == 1 else (c, h, w)
     if chunk_size is None:
         # Chunks of about 32 KiB (HDF5's sweet spot is 10 KiB to 1 MiB): small enough that a
@@ -101,7 +103,7 @@ def export_hdf5(
     check_int("chunk_size", chunk_size, minimum=1)
     chunk = max(1, min(chunk_size, total))
     comp = None if compression == "none" else compression
-    sha = weights_sha256(generator)
+    sha = weights_sha256(model)
     plan = hashlib.sha256(
         labels.tobytes() + json.dumps([sha, seed, batch_size, truncation, with_latents, lo, hi,
                                        chunk, compression]).encode()
@@ -116,9 +118,9 @@ def export_hdf5(
                          chunks=(chunk, *item_shape), compression=comp)
         f.create_dataset("labels", data=labels[lo:hi], dtype="int64", compression=comp)
         if with_latents:
-            f.create_dataset("latents", shape=(total, generator.latent_dim), dtype="float32",
-                             chunks=(chunk, generator.latent_dim), compression=comp)
-        _write_attrs(f, generator, labels[lo:hi], seed=seed, truncation=truncation, sha=sha,
+            f.create_dataset("latents", shape=(total, model.latent_dim), dtype="float32",
+                             chunks=(chunk, model.latent_dim), compression=comp)
+        _write_attrs(f, model, labels[lo:hi], seed=seed, truncation=truncation, sha=sha,
                      generator_name=generator_name, batch_size=batch_size)
         f.attrs["plan_sha256"] = plan
         f.attrs["item_range"] = np.array([lo, hi], dtype=np.int64)
@@ -130,9 +132,9 @@ def export_hdf5(
             start, stop = block * batch_size, min((block + 1) * batch_size, len(labels))
             y = torch.from_numpy(labels[start:stop])
             if with_latents:
-                z = generator.noise(stop - start, generator=block_generator(seed, block), truncation=truncation)
+                z = model.noise(stop - start, generator=block_generator(seed, block), truncation=truncation)
                 f["latents"][start - lo : stop - lo] = z.cpu().numpy()
-            x = generator.sample(y, generator=block_generator(seed, block), truncation=truncation)
+            x = model.sample(y, generator=block_generator(seed, block), truncation=truncation)
             f["images"][start - lo : stop - lo] = to_uint8(x).reshape(stop - start, *item_shape).cpu().numpy()
             f.attrs["blocks_done"] = block - first_block + 1
             f.flush()
@@ -181,7 +183,8 @@ def shard_path(path: Path, rank: int, world: int) -> Path:
     return path.with_name(f"{path.stem}.shard-{rank:05d}-of-{world:05d}{path.suffix}")
 
 
-def export_sharded(generator: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+@renamed_kwarg("generator", "model")
+def export_sharded(model: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """Export under ``torch.distributed``: each rank writes its own shard file, then rank 0
     writes ``path`` as a master file whose datasets are HDF5 virtual datasets over the shards.
 
@@ -194,7 +197,7 @@ def export_sharded(generator: Any, path: str | os.PathLike[str], **kwargs: Any) 
     if path.exists() and not kwargs.get("overwrite", False):
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     shard = shard_path(path, rank, world)
-    export_hdf5(generator, shard, shard=(rank, world), **{**kwargs, "overwrite": True,
+    export_hdf5(model, shard, shard=(rank, world), **{**kwargs, "overwrite": True,
                                                           "progress": kwargs.get("progress", True) and rank == 0})
     dist.barrier()
     if rank == 0:
@@ -244,11 +247,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _write_attrs(f: h5py.File, generator: Any, labels: np.ndarray, **info: Any) -> None:
+def _write_attrs(f: h5py.File, model: Any, labels: np.ndarray, **info: Any) -> None:
     import genaug
 
-    card = generator.card()
-    counts = np.bincount(labels, minlength=generator.num_classes)
+    card = model.card()
+    counts = np.bincount(labels, minlength=model.num_classes)
     attrs = {
         "schema_version": SCHEMA_VERSION,
         "genaug_version": genaug.__version__,
@@ -261,7 +264,7 @@ def _write_attrs(f: h5py.File, generator: Any, labels: np.ndarray, **info: Any) 
         "seed": info["seed"],
         "batch_size": info["batch_size"],
         "truncation": info["truncation"],
-        "classes": json.dumps(list(generator.classes)),
+        "classes": json.dumps(list(model.classes)),
         "class_counts": counts.astype(np.int64),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "complete": False,
@@ -300,6 +303,12 @@ class HDF5Dataset(Dataset):
 
     def __len__(self) -> int:
         return self._shape[0]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images as a uint8 tensor (N, C, H, W) and the int64 labels, read at once."""
+        with h5py.File(self.path, "r") as f:
+            images = torch.from_numpy(f["images"][()])
+        return (images.unsqueeze(1) if images.ndim == 3 else images), self.targets.long()
 
     def _images(self) -> h5py.Dataset:
         if self._file is None:  # opened in the process that reads, never before a fork

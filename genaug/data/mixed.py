@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from genaug._deprecation import renamed_kwarg
 from genaug._validation import check_float
 from genaug.data.synthetic import SyntheticDataset
 
@@ -39,10 +40,11 @@ class MixedDataset(Dataset):
         ...  # doctest: +SKIP
     """
 
+    @renamed_kwarg("generator", "model")
     def __init__(
         self,
         real: Any,
-        generator: Any,
+        model: Any,
         *,
         synthetic_fraction: float | None = None,
         balance: str | Mapping[Any, int] | None = None,
@@ -60,7 +62,7 @@ class MixedDataset(Dataset):
                 f"balance={balance!r}"
             )
         targets = real_targets(real)
-        k = generator.num_classes
+        k = model.num_classes
         if k < 1:
             raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
         if int(targets.max()) >= k or int(targets.min()) < 0:
@@ -71,7 +73,7 @@ class MixedDataset(Dataset):
         real_classes = getattr(real, "classes", None)
         if real_classes is not None and len(real_classes) != k:
             raise ValueError(f"real dataset has {len(real_classes)} classes, the generator {k}")
-        _check_shape(real, generator)
+        _check_shape(real, model)
         counts = np.bincount(targets.numpy(), minlength=k)
         if synthetic_fraction is not None:
             check_float("synthetic_fraction", synthetic_fraction, low=0.0, high=1.0, high_open=True)
@@ -83,7 +85,7 @@ class MixedDataset(Dataset):
             syn_counts = counts.copy()
         elif isinstance(balance, Mapping):
             syn_counts = np.zeros(k, dtype=np.int64)
-            names = list(generator.classes)
+            names = list(model.classes)
             for key, count in balance.items():
                 idx = names.index(key) if key in names else key
                 if not isinstance(idx, int) or not 0 <= idx < k:
@@ -100,12 +102,12 @@ class MixedDataset(Dataset):
             per = self.synthetic_counts
             weights = per / per.sum()
             self.synthetic: SyntheticDataset | None = SyntheticDataset(
-                generator, size=n_syn, class_weights=weights.tolist(), seed=seed, transform=transform,
+                model, size=n_syn, class_weights=weights.tolist(), seed=seed, transform=transform,
                 target_transform=target_transform, output=output, truncation=truncation,
             )
         else:
             self.synthetic = None
-        self.classes = list(real_classes) if real_classes is not None else list(generator.classes)
+        self.classes = list(real_classes) if real_classes is not None else list(model.classes)
 
     @property
     def targets(self) -> torch.Tensor:
@@ -162,7 +164,7 @@ def _split(n: int, counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_shape(real: Any, generator: Any) -> None:
+def _check_shape(real: Any, model: Any) -> None:
     """Refuse a generator whose image shape differs from the real data's."""
     data = getattr(real, "data", None)
     if isinstance(data, torch.Tensor) and data.ndim == 3:  # torchvision MNIST-style (N, H, W)
@@ -175,7 +177,7 @@ def _check_shape(real: Any, generator: Any) -> None:
             shape = (len(img.getbands()), img.size[1], img.size[0])
         else:
             return  # e.g. numpy arrays in an albumentations pipeline: not checked here
-    if tuple(shape) != tuple(generator.image_shape):
+    if tuple(shape) != tuple(model.image_shape):
         raise ValueError(
-            f"the generator makes images of shape {tuple(generator.image_shape)}, the real data has {tuple(shape)}"
+            f"the generator makes images of shape {tuple(model.image_shape)}, the real data has {tuple(shape)}"
         )

@@ -16,21 +16,22 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from genaug._deprecation import renamed_kwarg, warn_deprecated
 from genaug._validation import check_choice, check_float, check_int
 from genaug.data.plan import block_generator, item_generator, plan_labels
 from genaug.data.real import apply_transforms
 
 
 def class_weight_vector(
-    generator: Any,
+    model: Any,
     class_weights: Sequence[float] | Mapping[str, float] | None,
     classes: Sequence[str] | None,
 ) -> np.ndarray:
     """Weights per class index from a sequence, a {name: weight} map and/or a class subset."""
-    k = generator.num_classes
+    k = model.num_classes
     if k < 1:
         raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
-    names = list(generator.classes)
+    names = list(model.classes)
     if class_weights is None:
         w = np.ones(k)
     elif isinstance(class_weights, Mapping):
@@ -66,7 +67,7 @@ class SyntheticDataset(Dataset):
     """A map-style dataset of synthetic ``(image, int label)`` pairs.
 
     Args:
-        generator: a class-labelled :class:`~genaug.Generator`.
+        model: a class-labelled :class:`~genaug.Generator`.
         size: number of items, labels drawn by ``class_weights`` (exact counts).
         per_class: or this many items of every (selected) class.
         class_weights: a weight per class (sequence or ``{name: weight}``).
@@ -84,9 +85,10 @@ class SyntheticDataset(Dataset):
         >>> loader = DataLoader(ds, batch_size=128, shuffle=True, num_workers=2)  # doctest: +SKIP
     """
 
+    @renamed_kwarg("generator", "model")
     def __init__(
         self,
-        generator: Any,
+        model: Any,
         *,
         size: int | None = None,
         per_class: int | None = None,
@@ -105,7 +107,7 @@ class SyntheticDataset(Dataset):
         check_int("block_size", block_size, minimum=1)
         check_int("cache_blocks", cache_blocks, minimum=1)
         check_int("seed", seed, minimum=0)
-        weights = class_weight_vector(generator, class_weights, classes)
+        weights = class_weight_vector(model, class_weights, classes)
         if per_class is not None:
             check_int("per_class", per_class, minimum=1)
             if class_weights is not None:
@@ -116,11 +118,11 @@ class SyntheticDataset(Dataset):
             if size is None:
                 raise ValueError("give size or per_class")
             check_int("size", size, minimum=1)
-            labels = plan_labels(generator.num_classes, n=size, class_weights=weights, seed=seed)
-        dtype = np.int16 if generator.num_classes < 2**15 else np.int64
+            labels = plan_labels(model.num_classes, n=size, class_weights=weights, seed=seed)
+        dtype = np.int16 if model.num_classes < 2**15 else np.int64
         self._labels = labels.astype(dtype)
-        self.generator = generator
-        self.classes = list(generator.classes)
+        self.model = model
+        self.classes = list(model.classes)
         self.seed = seed
         self.transform = transform
         self.target_transform = target_transform
@@ -129,6 +131,12 @@ class SyntheticDataset(Dataset):
         self.block_size = block_size
         self.cache_blocks = cache_blocks
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    @property
+    def generator(self) -> Any:
+        """Deprecated name of :attr:`model`."""
+        warn_deprecated(f"{type(self).__name__}.generator", f"{type(self).__name__}.model")
+        return self.model
 
     @property
     def targets(self) -> torch.Tensor:
@@ -143,7 +151,7 @@ class SyntheticDataset(Dataset):
         if block is None:
             lo = b * self.block_size
             y = torch.from_numpy(self._labels[lo : lo + self.block_size].astype(np.int64))
-            block = self.generator.sample(y, generator=block_generator(self.seed, b),
+            block = self.model.sample(y, generator=block_generator(self.seed, b),
                                           truncation=self.truncation).cpu()
             self._cache[b] = block
             if len(self._cache) > self.cache_blocks:
@@ -156,13 +164,13 @@ class SyntheticDataset(Dataset):
         """Images of the given items. Generators with a latent map draw item i's latent from
         a generator seeded by (seed, i) and decode the whole request in one forward pass, so a
         shuffled DataLoader batch costs one batched pass; others use seeded blocks and a cache."""
-        if getattr(self.generator, "supports_latents", False):
+        if getattr(self.model, "supports_latents", False):
             z = torch.stack([
-                torch.randn(self.generator.latent_dim, generator=item_generator(self.seed, int(i)))
+                torch.randn(self.model.latent_dim, generator=item_generator(self.seed, int(i)))
                 for i in indices
             ]) * self.truncation
             y = torch.from_numpy(self._labels[indices].astype(np.int64))
-            return self.generator.decode(z, y).cpu()
+            return self.model.decode(z, y).cpu()
         return torch.stack([self._block(int(i) // self.block_size)[int(i) % self.block_size] for i in indices])
 
     def _item(self, img: torch.Tensor, index: int) -> tuple[Any, Any]:
@@ -211,7 +219,7 @@ class SyntheticStream(IterableDataset):
     worker), so no sample is produced twice and the union does not depend on the worker count.
 
     Args:
-        generator: a class-labelled generator.
+        model: a class-labelled generator.
         class_weights: a weight per class (sequence or ``{name: weight}``), uniform by default.
         seed: seed of the stream; ``set_epoch`` varies it per epoch.
         batch_size: images generated per forward pass.
@@ -223,9 +231,10 @@ class SyntheticStream(IterableDataset):
         >>> loader = DataLoader(stream, batch_size=128, num_workers=2)  # doctest: +SKIP
     """
 
+    @renamed_kwarg("generator", "model")
     def __init__(
         self,
-        generator: Any,
+        model: Any,
         *,
         class_weights: Sequence[float] | Mapping[str, float] | None = None,
         seed: int = 0,
@@ -244,16 +253,23 @@ class SyntheticStream(IterableDataset):
         check_int("seed", seed, minimum=0)
         if num_samples is not None:
             check_int("num_samples", num_samples, minimum=1)
-        weights = class_weight_vector(generator, class_weights, None)
+        weights = class_weight_vector(model, class_weights, None)
         self.probs = weights / weights.sum()
-        self.generator = generator
-        self.classes = list(generator.classes)
+        self.model = model
+        self.classes = list(model.classes)
         self.seed, self.epoch = seed, 0
         self.batch_size = batch_size
         self.num_samples = num_samples
         self.transform, self.target_transform = transform, target_transform
         self.truncation, self.output = truncation, output
         self.rank, self.world_size = rank, world_size
+
+
+    @property
+    def generator(self) -> Any:
+        """Deprecated name of :attr:`model`."""
+        warn_deprecated(f"{type(self).__name__}.generator", f"{type(self).__name__}.model")
+        return self.model
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -281,7 +297,7 @@ class SyntheticStream(IterableDataset):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, b]))
         y = torch.from_numpy(rng.choice(len(self.probs), size=n, p=self.probs).astype(np.int64))
         g = block_generator(self.seed * 1_000_003 + self.epoch, b)
-        return self.generator.sample(y, generator=g, truncation=self.truncation).cpu(), y
+        return self.model.sample(y, generator=g, truncation=self.truncation).cpu(), y
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         shard, shards = self._shard()

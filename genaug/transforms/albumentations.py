@@ -14,6 +14,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "genaug.transforms.albumentations needs albumentations: pip install 'genaug[albumentations]'"
     ) from err
 
+from genaug._deprecation import renamed_kwarg
 from genaug.transforms.replace import _Banks, _ProcessRNG
 
 
@@ -29,14 +30,15 @@ class SyntheticReplaceA(A.ImageOnlyTransform):
         >>> out = aug(image=img, label=3)  # doctest: +SKIP
     """
 
-    def __init__(self, generator: Any, *, p: float = 0.5, label_key: str = "label", bank_size: int = 64,
+    @renamed_kwarg("generator", "model")
+    def __init__(self, model: Any, *, p: float = 0.5, label_key: str = "label", bank_size: int = 64,
                  seed: int | None = None, truncation: float = 1.0) -> None:
         super().__init__(p=p)
-        if generator.num_classes < 1:
+        if model.num_classes < 1:
             raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
-        self.generator, self.label_key = generator, label_key
+        self.model, self.label_key = model, label_key
         self._rng = _ProcessRNG(seed)
-        self._banks = _Banks(generator, bank_size, truncation)
+        self._banks = _Banks(model, bank_size, truncation)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         if self.label_key not in data:

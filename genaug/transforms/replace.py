@@ -11,6 +11,7 @@ from torch.utils.data import default_collate
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from genaug._deprecation import renamed_kwarg, warn_deprecated
 from genaug._validation import check_choice, check_int, check_probability
 
 
@@ -86,18 +87,18 @@ def match_like(synthetic: torch.Tensor, like: Any) -> Any:
 class _Banks:
     """Per-class banks of synthetic images, refilled ``bank_size`` at a time."""
 
-    def __init__(self, generator: Any, bank_size: int, truncation: float) -> None:
-        self.generator, self.bank_size, self.truncation = generator, bank_size, truncation
+    def __init__(self, model: Any, bank_size: int, truncation: float) -> None:
+        self.model, self.bank_size, self.truncation = model, bank_size, truncation
         self.banks: dict[int, list[torch.Tensor]] = {}
 
     def take(self, label: int, rng: torch.Generator) -> torch.Tensor:
-        k = self.generator.num_classes
+        k = self.model.num_classes
         if not 0 <= label < k:
             raise ValueError(f"label must be in [0, {k - 1}] (the generator's classes), got {label}")
         bank = self.banks.setdefault(label, [])
         if not bank:
             y = torch.full((self.bank_size,), label, dtype=torch.long)
-            bank.extend(self.generator.sample(y, generator=rng, truncation=self.truncation).cpu().unbind(0))
+            bank.extend(self.model.sample(y, generator=rng, truncation=self.truncation).cpu().unbind(0))
         return bank.pop()
 
 
@@ -112,7 +113,7 @@ class SyntheticReplace(v2.Transform):
     ``bank_size`` at a time.
 
     Args:
-        generator: a class-labelled generator.
+        model: a class-labelled generator.
         p: probability of replacement.
         bank_size: images generated per refill of a class's bank.
         seed: seed of the decisions and samples; ``None`` takes ``torch.initial_seed()`` in
@@ -124,20 +125,27 @@ class SyntheticReplace(v2.Transform):
         >>> MNIST(root, transforms=tf)  # doctest: +SKIP
     """
 
+    @renamed_kwarg("generator", "model")
     def __init__(
-        self, generator: Any, *, p: float = 0.5, bank_size: int = 64, seed: int | None = None,
+        self, model: Any, *, p: float = 0.5, bank_size: int = 64, seed: int | None = None,
         truncation: float = 1.0,
     ) -> None:
         super().__init__()
         check_probability("p", p)
         check_int("bank_size", bank_size, minimum=1)
-        if generator.num_classes < 1:
+        if model.num_classes < 1:
             raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
-        self.generator = generator
+        self.model = model
         self.p = p
         self._rng = _ProcessRNG(seed)
-        self._banks = _Banks(generator, bank_size, truncation)
+        self._banks = _Banks(model, bank_size, truncation)
         self._label: int | None = None
+
+    @property
+    def generator(self) -> Any:
+        """Deprecated name of :attr:`model`."""
+        warn_deprecated(f"{type(self).__name__}.generator", f"{type(self).__name__}.model")
+        return self.model
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         # The label is not an image, so make_params never sees it: take it here.
@@ -162,7 +170,7 @@ class SyntheticReplace(v2.Transform):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        banks = _Banks(self._banks.generator, self._banks.bank_size, self._banks.truncation)
+        banks = _Banks(self._banks.model, self._banks.bank_size, self._banks.truncation)
         state["_banks"] = banks  # weights travel, generated images do not
         return state
 
@@ -174,7 +182,7 @@ class SyntheticBatchMix:
     """Mix synthetic samples into a batch in one forward pass on the batch's device.
 
     Args:
-        generator: a class-labelled generator (moved to the batch's device on first use).
+        model: a class-labelled generator (moved to the batch's device on first use).
         fraction: share of the batch to replace (``mode="replace"``) or to add (``"append"``).
         balance: ``"batch"``: synthetic samples take the labels of the batch; ``"uniform"``:
             uniformly drawn classes.
@@ -190,30 +198,37 @@ class SyntheticBatchMix:
         >>> DataLoader(ds, batch_size=128, collate_fn=mix.collate)  # as a collate function  # doctest: +SKIP
     """
 
+    @renamed_kwarg("generator", "model")
     def __init__(
-        self, generator: Any, *, fraction: float, balance: str = "batch", mode: str = "replace",
+        self, model: Any, *, fraction: float, balance: str = "batch", mode: str = "replace",
         transform: Any = None, seed: int | None = None, truncation: float = 1.0,
     ) -> None:
         check_probability("fraction", fraction)
         check_choice("balance", balance, ("batch", "uniform"))
         check_choice("mode", mode, ("replace", "append"))
-        if generator.num_classes < 1:
+        if model.num_classes < 1:
             raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
-        self.generator, self.fraction, self.balance, self.mode = generator, fraction, balance, mode
+        self.model, self.fraction, self.balance, self.mode = model, fraction, balance, mode
         self.transform, self.truncation = transform, truncation
         self._rng = _ProcessRNG(seed)
+
+    @property
+    def generator(self) -> Any:
+        """Deprecated name of :attr:`model`."""
+        warn_deprecated(f"{type(self).__name__}.generator", f"{type(self).__name__}.model")
+        return self.model
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"expected images as a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-        if tuple(images.shape[1:]) != tuple(self.generator.image_shape):
+        if tuple(images.shape[1:]) != tuple(self.model.image_shape):
             raise ValueError(
                 f"the generator makes images of shape {tuple(self.generator.image_shape)}, "
                 f"the batch has {tuple(images.shape[1:])}"
             )
         if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
             raise ValueError(f"expected {images.shape[0]} labels, got {getattr(labels, 'shape', labels)}")
-        k = self.generator.num_classes
+        k = self.model.num_classes
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
             lo, hi = int(labels.min()), int(labels.max())
             raise ValueError(f"labels must be in [0, {k - 1}], got values in [{lo}, {hi}]")
@@ -228,9 +243,9 @@ class SyntheticBatchMix:
         else:
             pick = torch.randint(n, (m,), generator=rng)
             syn_labels = labels.cpu()[pick] if self.balance == "batch" else torch.randint(k, (m,), generator=rng)
-        if self.generator.device != images.device:
-            self.generator.to(images.device)
-        syn = self.generator.sample(syn_labels, generator=rng, truncation=self.truncation)
+        if self.model.device != images.device:
+            self.model.to(images.device)
+        syn = self.model.sample(syn_labels, generator=rng, truncation=self.truncation)
         if images.dtype == torch.uint8:
             syn = syn.mul(255).round_().clamp_(0, 255).to(torch.uint8)
         if self.transform is not None:
