@@ -29,9 +29,10 @@ def plain_loop(family: str, cfg: TrainConfig, model_cfg, x: torch.Tensor, y: tor
     """The loop a textbook would write: DataLoader, forward, loss, backward, step."""
     torch.manual_seed(0)
     preset = PRESETS[family]
+    bs, cfg = cfg.batch_size, cfg.recipe
     model = build_model(preset.model, model_cfg)
     data = x * 2 - 1 if cfg.input_range == "tanh" else x
-    loader = DataLoader(TensorDataset(data, y), batch_size=cfg.batch_size, shuffle=True, drop_last=True)
+    loader = DataLoader(TensorDataset(data, y), batch_size=bs, shuffle=True, drop_last=True)
     cond = getattr(model_cfg, "num_classes", 0) > 0
 
     def opt(params):
@@ -93,7 +94,7 @@ def plain_loop(family: str, cfg: TrainConfig, model_cfg, x: torch.Tensor, y: tor
             step += 1
             if step >= steps:
                 break
-    return steps * cfg.batch_size / (time.perf_counter() - start)
+    return steps * bs / (time.perf_counter() - start)
 
 
 def genaug_loop(family: str, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int):

@@ -96,6 +96,7 @@ class MixedDataset(Dataset):
         else:
             raise ValueError(f"balance must be 'uniform', 'match' or a {{class: count}} dict, got {balance!r}")
         self.real = real
+        self.model = model
         self.synthetic_counts = syn_counts.astype(np.int64)
         n_syn = int(self.synthetic_counts.sum())
         if n_syn:
