@@ -182,13 +182,15 @@ class ToyRecipe(Recipe):
 
 @pytest.fixture(scope="module")
 def toy_family():
-    """Registered once per session through the public registry; nothing under genaug/ knows it."""
-    if "toy" not in MODELS:
-        genaug.register_model("toy", config=ToyConfig, generator="gan")(Toy)
-        genaug.register_recipe("toy-moments")(ToyRecipe)
-        genaug.register_preset("ctoy", Preset("toy", "toy-moments", True, {"latent_dim": 6},
-                                              {"lr": 1e-2, "moment_weight": 2.0}))
-    return "ctoy"
+    """Registered through the public registry (nothing under genaug/ knows it), and taken out
+    again afterwards so that the other tests see only the built-in families."""
+    genaug.register_model("toy", config=ToyConfig, generator="gan")(Toy)
+    genaug.register_recipe("toy-moments")(ToyRecipe)
+    genaug.register_preset("ctoy", Preset("toy", "toy-moments", True, {"latent_dim": 6},
+                                          {"lr": 1e-2, "moment_weight": 2.0}))
+    yield "ctoy"
+    for table, name in ((MODELS, "toy"), (RECIPES, "toy-moments"), (PRESETS, "ctoy")):
+        del table._entries[name]
 
 
 def test_a_new_family_trains_saves_loads_samples_and_exports(toy_family, tmp_path):
