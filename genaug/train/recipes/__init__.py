@@ -5,7 +5,7 @@ A new objective is a file like these: a config dataclass (a :class:`RecipeConfig
 presets (:func:`~genaug.registry.register_preset`).
 """
 
-from genaug.train.recipes.base import Recipe, RecipeConfig
+from genaug.train.recipes.base import OneNetworkRecipe, Recipe, RecipeConfig
 from genaug.train.recipes.began import BEGANRecipe, BEGANTrainConfig
 from genaug.train.recipes.gan import (
     AdversarialRecipe,
@@ -30,6 +30,7 @@ __all__ = [
     "GradientPenalty",
     "NoConstraint",
     "NonSaturatingLoss",
+    "OneNetworkRecipe",
     "Recipe",
     "RecipeConfig",
     "ReconstructionConfig",

@@ -17,6 +17,7 @@ from torch import nn
 
 from genaug._validation import check_choice, check_float
 from genaug.models.config import ModelConfig
+from genaug.registry import build_model
 
 Wrap = Callable[[nn.Module], nn.Module]
 INPUT_RANGES = ("sigmoid", "tanh")
@@ -120,3 +121,15 @@ class Recipe:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
+
+
+class OneNetworkRecipe(Recipe):
+    """A recipe that trains one network, ``nets["model"]`` (an autoencoder, a VAE), with one optimizer."""
+
+    def __init__(self, config: RecipeConfig, *, model: str, model_config: Any, wrap: Wrap | None = None,
+                 autocast: Any = None) -> None:
+        super().__init__(config, model=model, model_config=model_config, wrap=wrap, autocast=autocast)
+        net = build_model(model, model_config)
+        self.nets = {"model": net}
+        self.model = self.wrap(net)
+        self.optimizers = {"model": config.make_optimizer(net.parameters())}

@@ -7,9 +7,9 @@ import dataclasses
 import torch
 
 from genaug._validation import check_choice
-from genaug.registry import Preset, build_model, register_preset, register_recipe
+from genaug.registry import Preset, register_preset, register_recipe
 from genaug.train import losses
-from genaug.train.recipes.base import Recipe, RecipeConfig
+from genaug.train.recipes.base import OneNetworkRecipe, RecipeConfig
 
 
 @dataclasses.dataclass
@@ -32,17 +32,10 @@ class ReconstructionConfig(RecipeConfig):
 
 
 @register_recipe("reconstruction")
-class ReconstructionRecipe(Recipe):
+class ReconstructionRecipe(OneNetworkRecipe):
     """Autoencoder: minimise the reconstruction loss of every image."""
 
     config_cls = ReconstructionConfig
-
-    def __init__(self, config, *, model, model_config, wrap=None, autocast=None):
-        super().__init__(config, model=model, model_config=model_config, wrap=wrap, autocast=autocast)
-        net = build_model(model, model_config)
-        self.nets = {"model": net}
-        self.model = self.wrap(net)
-        self.optimizers = {"model": config.make_optimizer(net.parameters())}
 
     def train_step(self, x, y, step):
         opt = self.optimizers["model"]

@@ -8,9 +8,9 @@ import torch
 
 from genaug._validation import check_float
 from genaug.generators.vae import VAEGenerator
-from genaug.registry import Preset, build_model, register_preset, register_recipe
+from genaug.registry import Preset, register_preset, register_recipe
 from genaug.train import losses
-from genaug.train.recipes.base import Recipe
+from genaug.train.recipes.base import OneNetworkRecipe
 from genaug.train.recipes.reconstruction import ReconstructionConfig
 
 
@@ -31,18 +31,11 @@ class VAETrainConfig(ReconstructionConfig):
 
 
 @register_recipe("vae")
-class VAERecipe(Recipe):
+class VAERecipe(OneNetworkRecipe):
     """VAE / conditional VAE (the reparameterisation trick is in the model)."""
 
     config_cls = VAETrainConfig
     warn_low_diversity = False  # VAE samples are smoother than data
-
-    def __init__(self, config, *, model, model_config, wrap=None, autocast=None):
-        super().__init__(config, model=model, model_config=model_config, wrap=wrap, autocast=autocast)
-        net = build_model(model, model_config)
-        self.nets = {"model": net}
-        self.model = self.wrap(net)
-        self.optimizers = {"model": config.make_optimizer(net.parameters())}
 
     def train_step(self, x, y, step):
         opt = self.optimizers["model"]
