@@ -24,7 +24,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from genaug._deprecation import renamed_kwarg
+from genaug._io import atomic_write
 from genaug._validation import check_choice, check_float, check_int
+from genaug._version import __version__
 from genaug.data.plan import block_generator, plan_labels
 from genaug.data.real import apply_transforms
 
@@ -237,8 +239,6 @@ def write_master(path: Path, shards: list[Path]) -> Path:
                 f.attrs[k] = v
             f.attrs["complete"] = True
 
-    from genaug.checkpoint import atomic_write
-
     atomic_write(path, write)
     return path
 
@@ -248,13 +248,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def _write_attrs(f: h5py.File, model: Any, labels: np.ndarray, **info: Any) -> None:
-    import genaug
-
     card = model.card()
     counts = np.bincount(labels, minlength=model.num_classes)
     attrs = {
         "schema_version": SCHEMA_VERSION,
-        "genaug_version": genaug.__version__,
+        "genaug_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "h5py_version": h5py.__version__,
         "generator_family": card["family"],
