@@ -22,18 +22,20 @@ from genaug._io import CONFIG_NAME, read_card
 from genaug._validation import check_int
 from genaug.checkpoint import load_module
 from genaug.hub import load_generator
+from genaug.models.layers import feature_trunk
 
 
 class Backbone(nn.Module):
-    """Features of images in [0, 1]: ``trunk(prepare(x))`` of size ``out_features``.
+    """Features of images in [0, 1]: ``trunk(x)`` (x mapped to ``input_range``) of size ``out_features``.
 
-    Conditional encoders see all-zero label channels (the class is what is to be predicted).
+    ``label_channels`` joins that many all-zero label channels to the input, for a conditional
+    trunk used without a class; models' ``feature_extractor()`` already does that.
     """
 
     def __init__(self, trunk: nn.Module, out_features: int, *, input_range: str = "sigmoid",
                  label_channels: int = 0) -> None:
         super().__init__()
-        self.trunk = trunk
+        self.trunk = feature_trunk(trunk, out_features, num_labels=label_channels)
         self.out_features = out_features
         self.input_range = input_range
         self.label_channels = label_channels
@@ -41,8 +43,6 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_range == "tanh":
             x = x * 2 - 1
-        if self.label_channels:
-            x = torch.cat([x, x.new_zeros(x.shape[0], self.label_channels, *x.shape[2:])], dim=1)
         return self.trunk(x).flatten(1)
 
 

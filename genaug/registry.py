@@ -25,7 +25,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -217,12 +217,8 @@ class Preset:
     model: str
     recipe: str
     conditional: bool
-    model_defaults: Mapping[str, Any] = None  # type: ignore[assignment]
-    recipe_defaults: Mapping[str, Any] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "model_defaults", dict(self.model_defaults or {}))
-        object.__setattr__(self, "recipe_defaults", dict(self.recipe_defaults or {}))
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)
+    recipe_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def objective(self) -> str:

@@ -241,8 +241,6 @@ class FilteredGenerator(BaseGenerator):
         )
 
 
-
-
 @dataclasses.dataclass
 class MixtureConfig(ModelConfig):
     """Shares of a mixture's components (normalised to sum to 1 when sampling).
