@@ -8,11 +8,18 @@ checkpoints load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
+import secrets
+import shutil
+import socket
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +47,155 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class DiskFullError(OSError):
+    """The disk filled up while writing; whatever the file replaces is left intact."""
+
+
+class OutputInUseError(OSError):
+    """Another process is writing the same output."""
+
+
+def _is_disk_full(err: BaseException, folder: Path) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch.save and h5py report a failed write without an errno: look at the disk itself.
+    return isinstance(err, (RuntimeError, OSError)) and free_bytes(folder) < 2**20
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space (bytes) on the filesystem holding ``folder`` (or its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def disk_full_error(path: Path, *, kept: str) -> DiskFullError:
+    free = free_bytes(path.parent) / 2**20
+    return DiskFullError(errno.ENOSPC, f"{path}: the disk is full ({free:.1f} MiB free); {kept}")
+
+
+def _create_temp(folder: Path, name: str, suffix: str) -> Path:
+    """A new empty file beside ``name``, created with mode 0o666 less the umask (as ``open`` does),
+    not tempfile's 0o600, so the renamed result is readable by whoever may read the folder."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}{suffix}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{folder}: cannot create a temporary file for {name}")
+
+
 def atomic_write(path: Path, write: Any, *, suffix: str = "") -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file.
+
+    On a full disk the temporary file is removed, ``path`` is left as it was and a
+    :class:`DiskFullError` names it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
-    os.close(fd)
+    tmp = _create_temp(path.parent, path.name, suffix)
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 less the umask
     try:
-        write(Path(tmp))
+        write(tmp)
+        os.chmod(tmp, mode)  # some writers (safetensors) replace the file with a 0o600 one
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        full = _is_disk_full(err, path.parent)
+        tmp.unlink(missing_ok=True)
+        if full:
+            kept = "the previous file is intact" if path.exists() else "nothing was written"
+            raise disk_full_error(path, kept=kept) from None
         raise
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode(errors="replace").strip() or "unknown process"
+    except OSError:
+        return "unknown process"
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on writing ``path`` (a lock file ``.NAME.lock`` beside it).
+
+    A second writer is refused at once with an :class:`OutputInUseError` that names the
+    process holding the lock. The lock goes with the process, so a killed writer never
+    leaves a stale lock behind.
+    """
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            _try_lock(fd)
+        except OSError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise OutputInUseError(
+                errno.EBUSY, f"{path}: another genaug process ({holder}) is writing it; wait for it to "
+                "finish or choose another output"
+            ) from None
+        try:  # a previous holder may have removed the lock file between our open and lock
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)  # closing releases the lock
+
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def check_output_path(path: str | os.PathLike[str], *, name: str, overwrite: bool = False,
+                      kind: str = "file", overwrite_hint: str = "overwrite=True") -> Path:
+    """Refuse an output path before any long work: one that exists (unless ``overwrite``), a
+    folder where a file is expected (or the reverse), or one in a folder that can't be written.
+
+    Nothing is created. ``name`` (a flag or argument name) and ``overwrite_hint`` go in the message.
+    """
+    path = Path(path)
+    if path.exists():
+        if kind == "file" and path.is_dir():
+            raise ValueError(f"{name} {path}: expected a file path, got a folder")
+        if kind == "folder" and not path.is_dir():
+            raise ValueError(f"{name} {path}: expected a folder, got a file")
+        if not overwrite:
+            raise FileExistsError(f"{name} {path}: exists; pass {overwrite_hint} to replace it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{name} {path}: cannot be created, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{name} {path}: the folder {parent} is not writable")
+    if parent == path.parent:
+        try:  # os.access says yes to root even on a read-only filesystem: try it
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as err:
+            raise PermissionError(errno.EACCES, f"{name} {path}: cannot write in {parent} ({err.strerror})") from None
+    return path
 
 
 def write_weights_and_card(folder: str | os.PathLike[str], module: torch.nn.Module, card: dict[str, Any],
@@ -124,7 +269,8 @@ def read_card(
     config_path: Path, *, required: tuple[str, ...] = ("family", "config", "classes")
 ) -> dict[str, Any]:
     if not config_path.is_file():
-        raise CheckpointError(f"{config_path}: config file is missing")
+        raise CheckpointError(f"{config_path}: config file is missing (expected a folder holding {WEIGHTS_NAME} "
+                              f"and {CONFIG_NAME}, as save_pretrained writes)")
     try:
         card = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -138,13 +284,13 @@ def read_card(
         )
     for key in required:
         if key not in card:
-            raise CheckpointError(f"{config_path}: required key {key!r} is missing")
+            raise CheckpointError(f"{config_path}: expected the key {key!r} in the card, got keys {sorted(card)}")
     return card
 
 
 def read_weights(weights_path: Path, *, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path}: weights file is missing")
+        raise CheckpointError(f"{weights_path}: weights file is missing (expected it beside {CONFIG_NAME})")
     _refuse_if_pickle(weights_path)
     if expected_sha256 is not None and sha256_file(weights_path) != expected_sha256:
         raise CheckpointError(

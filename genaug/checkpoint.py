@@ -54,7 +54,11 @@ def save_module(
 
 def load_module(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load a model saved by :func:`save_module`; returns ``(module, card)``."""
-    state, card, weights_path, config_path = read_weights_and_card(path, required=("family", "config", "part"))
+    state, card, weights_path, config_path = read_weights_and_card(path, required=("family", "config"))
+    if "part" not in card:
+        what = f"a generator's card (family {card['family']!r})" if "classes" in card else "a card without 'part'"
+        raise CheckpointError(f"{config_path}: expected a module saved with save_module (a card with 'part'), "
+                              f"got {what}; load generators with genaug.load_generator")
     try:
         model = build_model(card["family"], card["config"])
         module = model if card["part"] == "model" else getattr(model, card["part"])

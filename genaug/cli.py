@@ -1,4 +1,10 @@
-"""Command line: ``genaug train | sample | export | list``."""
+"""Command line: ``genaug train | sample | export | pretrain | judge | evaluate | list``.
+
+Every mistake in the arguments, the files they name or the outputs they would write is found
+before any long work, and reported as one line on stderr with exit status 2. A run that fails
+later (a non-finite loss, a full disk) reports one line with exit status 1. Set
+``GENAUG_DEBUG=1`` to see the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,104 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from genaug._io import DiskFullError, OutputInUseError, atomic_write, check_output_path
 from genaug.train.config import TrainConfig, config_fields, list_training_families
+
+#: Exceptions that mean "the arguments, or what they name, are wrong": exit 2.
+USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                NotADirectoryError, OutputInUseError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line: ``genaug export: error: --out x.h5: exists; ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text}")
+        return value
+
+    return parse
+
+
+def _freeze(text: str) -> str | int:
+    if text in ("none", "all"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 'none', 'all' or a number of layers N >= 0, got {text!r}")
+
+
+def _device(text: str) -> str:
+    from genaug.device import get_device
+
+    try:
+        get_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+COUNT = _int_at_least(1)
+SEED = _int_at_least(0)
+TRUNCATION = _float_in(0.0, 1.0, low_open=True)
 
 
 def _command_line() -> str:
     """This invocation as a shell command, recorded in cards to reproduce a run."""
     return "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _existing(flag: str, path: str | None, *, kind: str = "any") -> None:
+    """Refuse a path given to ``flag`` that doesn't exist, or is a file where a folder is expected."""
+    if path is None:
+        return
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{flag} {path}: no such file or folder")
+    if kind == "folder" and not p.is_dir():
+        raise ValueError(f"{flag} {path}: expected a folder, got a file")
+    if kind == "file" and p.is_dir():
+        raise ValueError(f"{flag} {path}: expected a file, got a folder")
+
+
+def _run_folder_free(flag: str, path: str | os.PathLike[str], overwrite: bool) -> None:
+    """An output folder must not hold earlier output unless ``--overwrite``."""
+    p = Path(path)
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise FileExistsError(f"{flag} {path}: the folder holds earlier output; pass --overwrite to replace it")
+    check_output_path(p, name=flag, overwrite=True, kind="folder")
 
 
 def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
@@ -24,21 +119,27 @@ def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
     return resolve_data(name, root, download=download)
 
 
-def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _train(args: argparse.Namespace) -> int:
     from genaug.train import Trainer
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume DIR continues a run and --overwrite replaces one; give one of them")
+    if args.resume and args.out is not None and Path(args.out) != Path(args.resume):
+        raise ValueError(f"--resume {args.resume} writes into that folder; --out {args.out} names another")
+    out = Path(args.resume or args.out or "runs/train")
     settings: dict[str, Any] = {}
     if args.config:
+        _existing("--config", args.config, kind="file")
         try:
             settings = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            parser.error(f"--config {args.config}: cannot read a JSON object ({err})")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"--config {args.config}: cannot read a JSON object ({err})") from None
         if not isinstance(settings, dict):
-            parser.error(f"--config {args.config}: expected a JSON object, got {type(settings).__name__}")
+            raise ValueError(f"--config {args.config}: expected a JSON object, got {type(settings).__name__}")
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or key not in config_fields(args.family):
-            parser.error(f"--set expects FIELD=VALUE with FIELD one of {config_fields(args.family)}, got {item!r}")
+            raise ValueError(f"--set expects FIELD=VALUE with FIELD one of {config_fields(args.family)}, got {item!r}")
         try:
             settings[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -55,12 +156,9 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if distributed:
             _init_distributed(cfg)
         data, data_name = _load_data(args.data, args.data_root, args.download)
-        out = Path(args.resume or args.out)
-        trainer = Trainer(cfg, data, out_dir=out, data_name=data_name,
-                          resume=bool(args.resume), command=_command_line())
+        trainer = Trainer(cfg, data, out_dir=out, data_name=data_name, resume=bool(args.resume),
+                          overwrite=args.overwrite, command=_command_line())
         result = trainer.fit()
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
     finally:
         if distributed:
             import torch.distributed as dist
@@ -99,6 +197,13 @@ def _open_generator(args: argparse.Namespace, device: Any):
 
     names = args.generator
     weights = None
+    from genaug.registry import NAMED
+
+    for name in names:
+        if name not in NAMED and not Path(name).exists():
+            raise FileNotFoundError(
+                f"--generator {name}: no registered generator of that name and no such file or folder; "
+                f"registered names: {sorted(NAMED)}")
     if args.mix_weights is not None:
         if len(names) < 2:
             raise ValueError(f"--mix-weights needs two or more --generator, got {len(names)}")
@@ -114,33 +219,59 @@ def _generator_name(args: argparse.Namespace) -> str:
     return " + ".join(str(n) for n in args.generator)
 
 
-def _sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _image_path(flag: str, path: str) -> str:
+    """The image format of ``path`` by its suffix (as PIL names it), refusing unknown suffixes."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{flag} {path}: expected an image file name ending in .png, .jpg or another "
+                         f"suffix PIL writes, got suffix {Path(path).suffix!r}")
+    return fmt
+
+
+def _sample(args: argparse.Namespace) -> int:
     import torch
     from torchvision.utils import save_image
 
-    try:
-        gen = _open_generator(args, args.device)
-        if gen.num_classes == 0:
-            labels = torch.full((args.per_class * 8,), -1)
-        else:
-            labels = torch.arange(gen.num_classes).repeat_interleave(args.per_class)
-        g = torch.Generator().manual_seed(args.seed)
-        images = gen.sample(labels, generator=g, truncation=args.truncation)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.cpu(), args.out, nrow=args.per_class if gen.num_classes else 8)
+    fmt = _image_path("--out", args.out)
+    check_output_path(args.out, name="--out", overwrite=args.overwrite, overwrite_hint="--overwrite")
+    gen = _open_generator(args, args.device)
+    if gen.num_classes == 0:
+        labels = torch.full((args.per_class * 8,), -1)
+    else:
+        labels = torch.arange(gen.num_classes).repeat_interleave(args.per_class)
+    g = torch.Generator().manual_seed(args.seed)
+    images = gen.sample(labels, generator=g, truncation=args.truncation)
+    nrow = args.per_class if gen.num_classes else 8
+    atomic_write(Path(args.out), lambda tmp: save_image(images.cpu(), tmp, nrow=nrow, format=fmt))
     print(f"wrote {args.out}: {len(labels)} samples, one row per class")
     return 0
 
 
-def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _export(args: argparse.Namespace) -> int:
     from genaug.data.hdf5 import export_hdf5, export_sharded
 
-    try:
-        weights = _numbers("--class-weights", args.class_weights) if args.class_weights else None
-    except ValueError as err:
-        parser.error(str(err))
+    if Path(args.out).suffix not in (".h5", ".hdf5"):
+        raise ValueError(f"--out {args.out}: expected a file name ending in .h5 or .hdf5")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues an interrupted export and --overwrite replaces a finished one; "
+                         "give one of them")
+    check_output_path(args.out, name="--out", overwrite=args.overwrite, overwrite_hint="--overwrite")
+    if args.class_weights and args.n is None:
+        raise ValueError("--class-weights goes with --num-samples N (with --per-class every class gets N)")
+    weights = _numbers("--class-weights", args.class_weights) if args.class_weights else None
+    if args.min_confidence is not None and not args.judge:
+        raise ValueError("--min-confidence needs --judge DIR (a classifier saved with save_module)")
+    if args.judge and args.min_confidence is None:
+        raise ValueError("--judge is used with --min-confidence; give both or neither")
+    if args.judge:
+        from genaug.registry import resolve_model_path
+
+        _existing("--judge", str(resolve_model_path(args.judge)))
+    if args.distributed and "WORLD_SIZE" not in os.environ:
+        raise ValueError("--distributed runs under torchrun (torchrun --nproc-per-node K -m genaug.cli export "
+                         "--distributed ...); WORLD_SIZE is not set")
     options = dict(
         per_class=args.per_class, n=args.n, class_weights=weights, seed=args.seed,
         batch_size=args.batch_size, truncation=args.truncation, compression=args.compression,
@@ -151,8 +282,6 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         gen = _open_generator(args, device)
         if args.min_confidence is None:
             return gen
-        if not args.judge:
-            raise ValueError("--min-confidence needs --judge DIR (a classifier saved with save_module)")
         from genaug.checkpoint import load_module
         from genaug.generators import FilterConfig, FilteredGenerator
         from genaug.registry import resolve_model_path
@@ -160,30 +289,27 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         judge, _ = load_module(resolve_model_path(args.judge))
         return FilteredGenerator(gen, judge.to(gen.device), config=FilterConfig(min_confidence=args.min_confidence))
 
-    try:
-        if args.distributed:
-            import torch.distributed as dist
+    if args.distributed:
+        import torch.distributed as dist
 
-            dist.init_process_group("gloo")
-            try:
-                device = args.device
-                if device == "auto":
-                    import torch
+        dist.init_process_group("gloo")
+        try:
+            device = args.device
+            if device == "auto":
+                import torch
 
-                    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-                path = export_sharded(open_generator(device), args.out, **options)
-            finally:
-                dist.destroy_process_group()
-        else:
-            path = export_hdf5(open_generator(args.device), args.out, **options)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        parser.error(str(err))
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+            path = export_sharded(open_generator(device), args.out, **options)
+        finally:
+            dist.destroy_process_group()
+    else:
+        path = export_hdf5(open_generator(args.device), args.out, **options)
     if not args.distributed or int(os.environ.get("RANK", 0)) == 0:
         print(f"wrote {path}")
     return 0
 
 
-def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _pretrain(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import TensorDataset
 
@@ -192,37 +318,39 @@ def _pretrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from genaug.pretrain import build_classifier, few_label_indices, load_backbone
     from genaug.train import Trainer
 
-    try:
-        data, data_name = _load_data(args.data, args.data_root, args.download)
-        x, y = as_tensors(data)
-        out = Path(args.out)
-        if args.family == "ssgan":
-            return _pretrain_ssgan(args, x, y, data_name)
-        if args.backbone:
-            folder = Path(args.backbone)
-        else:
-            # Pretrain on every image; the labels are not used by these families.
-            cfg = TrainConfig(family=args.family, epochs=args.epochs, seed=args.seed,
-                              progress=not args.no_progress)
-            Trainer(cfg, (x, torch.zeros_like(y)), out_dir=out / "pretrained", data_name=data_name).fit()
-            folder = out / "pretrained"
-        idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
-        labelled = TensorDataset(x[idx].float() / 255, y[idx])
-        clf = build_classifier(load_backbone(folder), int(y.max()) + 1, freeze=args.freeze)
-        epochs = max(1, round(args.finetune_steps * 64 / len(labelled)))
-        train_classifier(labelled, model=clf, epochs=epochs, batch_size=64, seed=args.seed,
-                         progress=not args.no_progress)
-        test = _test_set(args)
-        tx, ty = as_tensors(test)
-        acc = accuracy(clf, TensorDataset(tx.float() / 255, ty))
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    _existing("--backbone", args.backbone, kind="folder")
+    if args.backbone and args.family == "ssgan":
+        raise ValueError("--backbone is for the pretraining families; ssgan trains its own discriminator")
+    _run_folder_free("--out", args.out, args.overwrite)
+    data, data_name = _load_data(args.data, args.data_root, args.download)
+    x, y = as_tensors(data)
+    test = _test_set(args)
+    out = Path(args.out)
+    if args.family == "ssgan":
+        return _pretrain_ssgan(args, x, y, data_name, test)
+    if args.backbone:
+        folder = Path(args.backbone)
+    else:
+        # Pretrain on every image; the labels are not used by these families.
+        cfg = TrainConfig(family=args.family, epochs=args.epochs, seed=args.seed,
+                          progress=not args.no_progress)
+        Trainer(cfg, (x, torch.zeros_like(y)), out_dir=out / "pretrained", data_name=data_name,
+                overwrite=args.overwrite).fit()
+        folder = out / "pretrained"
+    idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
+    labelled = TensorDataset(x[idx].float() / 255, y[idx])
+    clf = build_classifier(load_backbone(folder), int(y.max()) + 1, freeze=args.freeze)
+    epochs = max(1, round(args.finetune_steps * 64 / len(labelled)))
+    train_classifier(labelled, model=clf, epochs=epochs, batch_size=64, seed=args.seed,
+                     progress=not args.no_progress)
+    tx, ty = as_tensors(test)
+    acc = accuracy(clf, TensorDataset(tx.float() / 255, ty))
     print(f"backbone {folder}: fine-tuned on {len(labelled)} labels ({args.labels_per_class} per class); "
           f"test accuracy {acc:.4f} on {len(ty)} images")
     return 0
 
 
-def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str) -> int:
+def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, test: Any) -> int:
     """Semi-supervised GAN: its discriminator becomes the classifier (saved with save_module)."""
     from torch.utils.data import TensorDataset
 
@@ -235,7 +363,7 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str) ->
     idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
     cfg = SemiSupervisedConfig(epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
     model = fit_semi_supervised_gan(x, y, idx, config=cfg)
-    tx, ty = as_tensors(_test_set(args))
+    tx, ty = as_tensors(test)
     acc = accuracy(model.discriminator, TensorDataset(tx.float() / 255, ty))
     folder = save_module(model.discriminator.cpu(), "ssgan", model.config, Path(args.out) / "classifier",
                          part="discriminator",
@@ -252,59 +380,62 @@ def _test_set(args: argparse.Namespace) -> Any:
     return resolve_test_data(args.data, args.data_root)
 
 
-def _judge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _judge(args: argparse.Namespace) -> int:
     from torch.utils.data import TensorDataset
 
     from genaug.checkpoint import save_module
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy, train_classifier
 
-    try:
-        data, data_name = _load_data(args.data, args.data_root, args.download)
-        x, y = as_tensors(data)
-        tx, ty = as_tensors(_test_set(args))
-        judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
-                                 image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
-                                 device=args.device, progress=not args.no_progress)
-        acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
-        save_module(judge.cpu(), "classifier", judge.config, args.out,
-                    provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc,
-                                "command": _command_line()})
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    _run_folder_free("--out", args.out, args.overwrite)
+    data, data_name = _load_data(args.data, args.data_root, args.download)
+    x, y = as_tensors(data)
+    tx, ty = as_tensors(_test_set(args))
+    judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
+                             image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
+                             device=args.device, progress=not args.no_progress)
+    acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
+    save_module(judge.cpu(), "classifier", judge.config, args.out,
+                provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc,
+                            "command": _command_line()})
     print(f"judge saved to {args.out}: test accuracy {acc:.4f}")
     return 0
 
 
-def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     from genaug.checkpoint import load_module
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.device import get_device
     from genaug.metrics import evaluate
     from genaug.registry import resolve_model_path
 
-    try:
-        device = get_device(args.device)
-        gen = _open_generator(args, device)
-        judge, _ = load_module(resolve_model_path(args.judge))
-        judge = judge.to(device)
-        data, _ = _load_data(args.data, args.data_root, False)
-        x, y = as_tensors(data)
-        tx, ty = as_tensors(_test_set(args))
-        report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
-                          per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs,
-                          truncation=args.truncation)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    if args.json:
+        check_output_path(args.json, name="--json", overwrite=args.overwrite, overwrite_hint="--overwrite")
+    judge_path = resolve_model_path(args.judge)
+    _existing("--judge", str(judge_path))
+    device = get_device(args.device)
+    gen = _open_generator(args, device)
+    judge, card = load_module(judge_path)
+    if card.get("family") != "classifier":
+        raise ValueError(f"--judge {args.judge}: expected a classifier written by 'genaug judge train', "
+                         f"got a {card.get('family')!r} {card.get('part')!r}")
+    judge = judge.to(device)
+    data, _ = _load_data(args.data, args.data_root, False)
+    x, y = as_tensors(data)
+    tx, ty = as_tensors(_test_set(args))
+    report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
+                      per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs,
+                      truncation=args.truncation)
     report = {"generator": _generator_name(args), **report}
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))
     for key, value in report.items():
         print(f"{key:<24}{value:.4f}" if isinstance(value, float) else f"{key:<24}{value}")
     return 0
 
 
-def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _list(args: argparse.Namespace) -> int:
     from genaug.registry import list_families, list_generators
 
     print("generators:", ", ".join(list_generators()) or "(none registered)")
@@ -316,11 +447,12 @@ def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from genaug._version import __version__
 
-    parser = argparse.ArgumentParser(prog="genaug", description="Generative data augmentation for PyTorch.")
+    parser = _Parser(prog="genaug", description="Generative data augmentation for PyTorch.")
     parser.add_argument("--version", action="version", version=f"genaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     mix_help = "comma-separated shares of the generators given (default: equal)"
     gen_many = "registered name or saved folder; give it more than once to sample a mixture"
+    device_help = "auto, cpu, cuda, cuda:N or mps"
 
     p = sub.add_parser("train", help="train a generator (or autoencoder) family",
                        description="Train a family on labelled images; see 'genaug list'.")
@@ -329,12 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="sample", help="'mnist', 'sample' (bundled) or a genaug .h5 file")
     p.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENAUG_DATA)")
     p.add_argument("--download", action="store_true", help="download MNIST if missing")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--epochs", type=COUNT)
+    p.add_argument("--batch-size", type=COUNT)
+    p.add_argument("--max-steps", type=COUNT)
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--device", type=_device, help=device_help)
+    p.add_argument("--out", help="output folder (default: runs/train); refused if it holds a run")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--config", help="JSON file of TrainConfig fields")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one config field")
     p.add_argument("--resume", metavar="DIR", help="resume the run in DIR from its checkpoint")
@@ -344,11 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write a PNG grid of samples, one row per class")
     p.add_argument("--generator", required=True, action="append", help=gen_many)
     p.add_argument("--mix-weights", help=mix_help)
-    p.add_argument("--out", required=True, help="PNG path")
-    p.add_argument("--per-class", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation", type=float, default=1.0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="image path (.png, .jpg, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--per-class", type=COUNT, default=8)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--truncation", type=TRUNCATION, default=1.0)
+    p.add_argument("--device", type=_device, default="auto", help=device_help)
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("export", help="write a labelled synthetic dataset to HDF5")
@@ -356,22 +490,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-weights", help=mix_help)
     p.add_argument("--out", required=True, help="output .h5 file")
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--per-class", type=int)
-    size.add_argument("--n", type=int)
-    p.add_argument("--class-weights", help="comma-separated weights, with --n")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--truncation", type=float, default=1.0)
+    size.add_argument("--per-class", type=COUNT)
+    # Not "--n": under torchrun it would be taken as an abbreviation of torchrun's own --nnodes etc.
+    size.add_argument("--num-samples", "--n", dest="n", type=COUNT, metavar="N",
+                      help="N samples in all (drawn by --class-weights)")
+    p.add_argument("--class-weights", help="comma-separated weights, with --num-samples")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=COUNT, default=512)
+    p.add_argument("--truncation", type=TRUNCATION, default=1.0)
     p.add_argument("--compression", choices=("lzf", "gzip", "none"), default="lzf")
-    p.add_argument("--chunk-size", type=int)
+    p.add_argument("--chunk-size", type=COUNT)
     p.add_argument("--with-latents", action="store_true")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue an interrupted export of the same settings")
-    p.add_argument("--min-confidence", type=float, help="keep samples the judge gives their class at least this")
+    p.add_argument("--min-confidence", type=_float_in(0.0, 1.0),
+                   help="keep samples the judge gives their class at least this")
     p.add_argument("--judge", help="classifier folder (safetensors + JSON) for --min-confidence")
     p.add_argument("--distributed", action="store_true",
                    help="under torchrun: one shard file per rank plus a master file of virtual datasets")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=device_help)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_export)
 
@@ -386,14 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="sample", help="'mnist' or 'sample' (bundled)")
     p.add_argument("--data-root")
     p.add_argument("--download", action="store_true")
-    p.add_argument("--epochs", type=int, default=1, help="pretraining epochs")
+    p.add_argument("--epochs", type=COUNT, default=1, help="pretraining epochs")
     p.add_argument("--backbone", help="use this training output folder instead of pretraining")
-    p.add_argument("--labels-per-class", type=int, default=10)
-    p.add_argument("--finetune-steps", type=int, default=300)
-    p.add_argument("--freeze", default="none", type=lambda v: int(v) if v.isdigit() else v,
-                   help="'none', 'all' or N (first N backbone layers)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels-per-class", type=COUNT, default=10)
+    p.add_argument("--finetune-steps", type=COUNT, default=300)
+    p.add_argument("--freeze", default="none", type=_freeze, help="'none', 'all' or N (first N backbone layers)")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="runs/pretrain")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier output in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_pretrain)
 
@@ -402,10 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
     p.add_argument("--data-root")
     p.add_argument("--download", action="store_true")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--epochs", type=COUNT, default=5)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=device_help)
     p.add_argument("--out", default="runs/judge")
+    p.add_argument("--overwrite", action="store_true", help="replace a judge already in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_judge)
 
@@ -416,12 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder written by 'genaug judge train' (default: the bundled MNIST judge)")
     p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
     p.add_argument("--data-root")
-    p.add_argument("--per-class", type=int, default=1000)
-    p.add_argument("--tstr-epochs", type=int, default=3)
-    p.add_argument("--truncation", type=float, default=1.0, help="scale of the latent noise when sampling")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=COUNT, default=1000)
+    p.add_argument("--tstr-epochs", type=COUNT, default=3)
+    p.add_argument("--truncation", type=TRUNCATION, default=1.0, help="scale of the latent noise when sampling")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", help="also write the report here")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
+    p.add_argument("--device", type=_device, default="auto", help=device_help)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("list", help="list registered generators and families")
@@ -430,9 +569,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (2: bad arguments, 1: the run failed)."""
+    from genaug.train import NonFiniteLossError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args, parser)
+    prog = f"genaug {args.command}"
+    debug = os.environ.get("GENAUG_DEBUG", "") not in ("", "0")
+    try:
+        return args.func(args)
+    except (NonFiniteLossError, DiskFullError) as err:
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(err.strerror if isinstance(err, OSError) else err)}", file=sys.stderr)
+        return 1
+    except USAGE_ERRORS as err:
+        if debug:
+            raise
+        message = err.strerror if isinstance(err, OSError) and err.strerror and not err.filename else err
+        print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -36,7 +36,11 @@ def load_generator(name_or_path: str | os.PathLike[str], *, device: Any = "cpu")
     Example:
         >>> gen = load_generator("runs/cvae", device="auto")  # doctest: +SKIP
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a registered name or a path, got {type(name_or_path).__name__}")
     key = os.fspath(name_or_path)
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"name_or_path must be a non-empty name or path, got {name_or_path!r}")
     path = NAMED.get(key, Path(key))
     if not path.exists():
         raise FileNotFoundError(

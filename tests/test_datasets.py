@@ -216,7 +216,7 @@ def test_mixed_bad_input(gen, kwargs, match):
 def test_mixed_refuses_other_shapes_and_empty(gen):
     rgb = tiny_generator("dcgan").__class__.from_config(
         "dcgan", tiny_generator("dcgan").config.replace(image_shape=(3, 32, 32)))
-    with pytest.raises(ValueError, match=r"makes images of shape \(3, 32, 32\), the real data has \(1, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"real images of shape \(3, 32, 32\) \(the generator's\), got \(1, 28, 28\)"):
         MixedDataset(MNISTSample(train=False), rgb, synthetic_fraction=0.5)
     with pytest.raises(ValueError, match="empty"):
         MixedDataset(torch.utils.data.Subset(MNISTSample(), []), gen, balance="uniform")

@@ -67,17 +67,17 @@ def test_truncation_scales_latents():
 
 
 @pytest.mark.parametrize(
-    ("labels", "match"),
+    ("labels", "error", "match"),
     [
-        (torch.tensor([0, 10]), r"labels must be in \[0, 9\], got values in \[0, 10\]"),
-        (torch.tensor([-1]), r"in \[0, 9\]"),
-        (torch.tensor([[1, 2]]), "1-D integer tensor"),
-        (torch.tensor([1.0]), "1-D integer tensor"),
-        ([1, 2], "torch.Tensor"),
+        (torch.tensor([0, 10]), ValueError, r"labels must be in \[0, 9\], got values in \[0, 10\]"),
+        (torch.tensor([-1]), ValueError, r"in \[0, 9\]"),
+        (torch.tensor([[1, 2]]), ValueError, "1-D integer tensor"),
+        (torch.tensor([1.0]), ValueError, "1-D integer tensor"),
+        ([1, 2], TypeError, "torch.Tensor, got list"),
     ],
 )
-def test_bad_labels(labels, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_labels(labels, error, match):
+    with pytest.raises(error, match=match):
         tiny_generator("dcgan").sample(labels)
 
 

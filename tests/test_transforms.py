@@ -152,7 +152,7 @@ def test_batch_mix_as_collate_fn_and_transform():
     assert x.shape == (8, 1, 28, 28) and int((x == 0.5).flatten(1).all(1).sum()) == 4
     with pytest.raises(ValueError, match=r"fraction must be in \[0.0, 1.0\], got -0.1"):
         SyntheticBatchMix(GEN, fraction=-0.1)
-    with pytest.raises(ValueError, match=r"the batch has \(3, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"got a batch of \(3, 28, 28\)"):
         mix(torch.zeros(2, 3, 28, 28), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 9\], got values in \[0, 11\]"):
         mix(torch.zeros(2, 1, 28, 28), torch.tensor([0, 11]))

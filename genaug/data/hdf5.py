@@ -9,6 +9,7 @@ in the target folder and renamed only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -24,11 +25,19 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from genaug._deprecation import renamed_kwarg
-from genaug._io import atomic_write
+from genaug._io import (
+    OutputInUseError,
+    atomic_write,
+    check_output_path,
+    disk_full_error,
+    free_bytes,
+    output_lock,
+)
 from genaug._validation import check_choice, check_float, check_int
 from genaug._version import __version__
 from genaug.data.plan import block_generator, plan_labels
 from genaug.data.real import apply_transforms
+from genaug.generators.base import check_generator
 
 SCHEMA_VERSION = 1
 
@@ -73,8 +82,12 @@ def export_hdf5(
     Example:
         >>> export_hdf5(gen, "synthetic.h5", per_class=1000)  # doctest: +SKIP
     """
+    check_generator(model, conditional=False)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
     check_choice("compression", compression, ("lzf", "gzip", "none"))
     check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
     if path.suffix not in (".h5", ".hdf5"):
@@ -85,8 +98,7 @@ def export_hdf5(
             f"{type(model).__name__} (family {getattr(model, 'family', '?')!r}) samples by "
             "rejection or mixing, so no latent reproduces its images"
         )
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    check_output_path(path, name="output", overwrite=overwrite, overwrite_hint="overwrite=True (CLI: --overwrite)")
     labels = plan_labels(model.num_classes, per_class=per_class, n=n,
                          class_weights=class_weights, seed=seed)
     n_blocks = -(-len(labels) // batch_size)
@@ -112,26 +124,58 @@ def export_hdf5(
     ).hexdigest()
     partial = path.parent / f".{path.name}.partial"
     path.parent.mkdir(parents=True, exist_ok=True)
+    item_bytes = int(np.prod(item_shape)) + (4 * model.latent_dim if with_latents else 0)
+    with output_lock(path):
+        # Checked again under the lock: another export may have finished meanwhile.
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        _write_blocks(model, path, partial, labels, plan=plan, resume=resume, first_block=first_block,
+                      last_block=last_block, lo=lo, hi=hi, item_shape=item_shape, item_bytes=item_bytes,
+                      chunk=chunk, comp=comp, sha=sha, seed=seed, batch_size=batch_size, truncation=truncation,
+                      with_latents=with_latents, shard=shard, generator_name=generator_name, progress=progress)
+        os.replace(partial, path)
+    return path
 
+
+def _write_blocks(model: Any, path: Path, partial: Path, labels: np.ndarray, *, plan: str, resume: bool,
+                  first_block: int, last_block: int, lo: int, hi: int, item_shape: tuple[int, ...],
+                  item_bytes: int, chunk: int, comp: str | None, sha: str, seed: int, batch_size: int,
+                  truncation: float, with_latents: bool, shard: tuple[int, int] | None,
+                  generator_name: str | None, progress: bool) -> None:
+    """Generate and write blocks ``first_block + done .. last_block`` of the plan into ``partial``."""
+    total = hi - lo
     f, done = _open_partial(partial, plan) if resume else (None, 0)
     if f is None:
         f = h5py.File(partial, "w")
-        f.create_dataset("images", shape=(total, *item_shape), dtype="uint8",
-                         chunks=(chunk, *item_shape), compression=comp)
-        f.create_dataset("labels", data=labels[lo:hi], dtype="int64", compression=comp)
+        # A shard can be empty (fewer blocks than ranks): then its datasets are plain, not chunked.
+        def opts(chunks: tuple[int, ...] | None) -> dict[str, Any]:
+            if total == 0:
+                return {}
+            return {"compression": comp} if chunks is None else {"chunks": chunks, "compression": comp}
+
+        f.create_dataset("images", shape=(total, *item_shape), dtype="uint8", **opts((chunk, *item_shape)))
+        f.create_dataset("labels", data=labels[lo:hi], dtype="int64", **opts(None))
         if with_latents:
             f.create_dataset("latents", shape=(total, model.latent_dim), dtype="float32",
-                             chunks=(chunk, model.latent_dim), compression=comp)
+                             **opts((chunk, model.latent_dim)))
         _write_attrs(f, model, labels[lo:hi], seed=seed, truncation=truncation, sha=sha,
                      generator_name=generator_name, batch_size=batch_size)
         f.attrs["plan_sha256"] = plan
         f.attrs["item_range"] = np.array([lo, hi], dtype=np.int64)
+        if shard is not None:
+            f.attrs["shard"] = np.array(shard, dtype=np.int64)
         f.attrs["blocks_done"] = 0
     with f:
         bar = tqdm(total=total, initial=min(done * batch_size, total), unit="img",
                    disable=not progress, desc=f"export {path.name}")
         for block in range(first_block + done, last_block):
             start, stop = block * batch_size, min((block + 1) * batch_size, len(labels))
+            # Stop cleanly before HDF5 meets a full disk (it can't recover from a failed write):
+            # the blocks written so far stay resumable.
+            if free_bytes(partial.parent) < (stop - start) * item_bytes * 2 + _SPACE_MARGIN:
+                written = (block - first_block) * batch_size
+                raise disk_full_error(path, kept=f"{written} of {total} images are kept in {partial.name}; "
+                                                 "free some space and rerun with --resume (resume=True)")
             y = torch.from_numpy(labels[start:stop])
             if with_latents:
                 z = model.noise(stop - start, generator=block_generator(seed, block), truncation=truncation)
@@ -143,8 +187,10 @@ def export_hdf5(
             bar.update(stop - start)
         bar.close()
         f.attrs["complete"] = True
-    os.replace(partial, path)
-    return path
+
+
+#: Free space kept in reserve beyond a block's own bytes (HDF5 metadata, the chunk cache, the file system).
+_SPACE_MARGIN = 2**20
 
 
 def _open_partial(partial: Path, plan: str) -> tuple[h5py.File | None, int]:
@@ -198,23 +244,67 @@ def export_sharded(model: Any, path: str | os.PathLike[str], **kwargs: Any) -> P
     rank, world = dist.get_rank(), dist.get_world_size()
     if path.exists() and not kwargs.get("overwrite", False):
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    shard = shard_path(path, rank, world)
-    export_hdf5(model, shard, shard=(rank, world), **{**kwargs, "overwrite": True,
-                                                          "progress": kwargs.get("progress", True) and rank == 0})
-    dist.barrier()
-    if rank == 0:
-        write_master(path, [shard_path(path, r, world) for r in range(world)])
-    dist.barrier()
+    with contextlib.ExitStack() as stack:
+        refused = [None]
+        if rank == 0:  # rank 0 holds the master's lock for the whole export and tells the others
+            try:
+                stack.enter_context(output_lock(path))
+            except OutputInUseError as err:
+                refused = [str(err)]
+        dist.broadcast_object_list(refused, src=0)
+        if refused[0] is not None:
+            raise OutputInUseError(16, refused[0])
+        shard = shard_path(path, rank, world)
+        export_hdf5(model, shard, shard=(rank, world),
+                    **{**kwargs, "overwrite": True, "progress": kwargs.get("progress", True) and rank == 0})
+        dist.barrier()
+        if rank == 0:
+            write_master(path, [shard_path(path, r, world) for r in range(world)])
+        dist.barrier()
     return path
+
+
+_SHARD_IDENTITY = ("plan_sha256", "generator_sha256", "seed", "batch_size", "truncation")
+
+
+def _shard_identity(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a master file records of one shard, and checks on reading: the export's plan, seed and
+    generator hash, the shard's index and its item range."""
+    ident = {k: attrs[k].item() if hasattr(attrs[k], "item") else attrs[k] for k in _SHARD_IDENTITY if k in attrs}
+    ident["shard"] = [int(v) for v in attrs.get("shard", [])]
+    ident["item_range"] = [int(v) for v in attrs.get("item_range", [])]
+    return ident
+
+
+def _open_shard(s: Path, master: Path) -> h5py.File:
+    if not s.is_file():
+        raise ValueError(f"{master}: shard file {s.name} is missing")
+    try:
+        return h5py.File(s, "r")
+    except OSError as err:
+        raise ValueError(f"{master}: shard file {s.name} is unreadable (truncated or damaged: {err})") from None
 
 
 def write_master(path: Path, shards: list[Path]) -> Path:
     """A master file of virtual datasets over complete shard files (relative paths)."""
     metas = []
     for s in shards:
-        with h5py.File(s, "r") as f:
+        with _open_shard(s, path) as f:
             check_schema(f, s)
             metas.append((dict(f.attrs), {k: (f[k].shape, f[k].dtype) for k in f}))
+    idents = [_shard_identity(m[0]) for m in metas]
+    at = 0
+    for i, (s, ident) in enumerate(zip(shards, idents, strict=True)):
+        if ident["shard"] and ident["shard"] != [i, len(shards)]:
+            raise ValueError(f"{s}: expected shard {i} of {len(shards)}, the file says shard "
+                             f"{ident['shard'][0]} of {ident['shard'][1]}")
+        for k in ("generator_sha256", "seed", "batch_size", "truncation"):
+            if ident.get(k) != idents[0].get(k):
+                raise ValueError(f"{s}: {k} is {ident.get(k)!r}, shard 0 has {idents[0].get(k)!r}; "
+                                 "the shards come from different exports")
+        if ident["item_range"] and ident["item_range"][0] != at:
+            raise ValueError(f"{s}: expected items from {at}, the shard starts at {ident['item_range'][0]}")
+        at = ident["item_range"][1] if ident["item_range"] else at
     total = sum(m[1]["images"][0][0] for m in metas)
     names = list(metas[0][1])
 
@@ -226,14 +316,15 @@ def write_master(path: Path, shards: list[Path]) -> Path:
                 at = 0
                 for s, (_, dsets) in zip(shards, metas, strict=True):
                     m = dsets[name][0][0]
-                    layout[at : at + m] = h5py.VirtualSource(s.name, name, shape=dsets[name][0])
+                    if m:  # an empty shard adds nothing
+                        layout[at : at + m] = h5py.VirtualSource(s.name, name, shape=dsets[name][0])
                     at += m
                 f.create_virtual_dataset(name, layout)
             attrs = dict(metas[0][0])
             counts = sum(np.asarray(m[0]["class_counts"]) for m in metas)
             attrs.update(class_counts=counts, shards=json.dumps([s.name for s in shards]),
-                         item_range=np.array([0, total], dtype=np.int64))
-            for k in ("plan_sha256", "blocks_done", "complete"):
+                         shard_identity=json.dumps(idents), item_range=np.array([0, total], dtype=np.int64))
+            for k in ("plan_sha256", "blocks_done", "complete", "shard"):
                 attrs.pop(k, None)
             for k, v in attrs.items():
                 f.attrs[k] = v
@@ -292,7 +383,11 @@ class HDF5Dataset(Dataset):
         self.target_transform = target_transform
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such file")
-        with h5py.File(self.path, "r") as f:
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as err:
+            raise ValueError(f"{self.path}: not a readable HDF5 file (truncated or damaged: {err})") from None
+        with f:
             self.attrs = check_schema(f, self.path)
             self.targets = torch.from_numpy(f["labels"][()])
             self._shape = f["images"].shape
@@ -353,15 +448,41 @@ def check_schema(f: h5py.File, path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: the file is incomplete (attribute complete is not True)")
     for name, dtype in (("images", np.uint8), ("labels", np.int64)):
         if name not in f:
-            raise ValueError(f"{path}: dataset {name!r} is missing")
+            raise ValueError(f"{path}: expected a dataset {name!r}, got datasets {sorted(f)}")
         if f[name].dtype != dtype:
             raise ValueError(f"{path}: dataset {name!r} must be {np.dtype(dtype)}, got {f[name].dtype}")
+    classes = attrs.get("classes")
+    try:
+        names = json.loads(classes) if isinstance(classes, str) else None
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        raise ValueError(f"{path}: attribute 'classes' must be a JSON list of class names (a string), "
+                         f"got {type(classes).__name__} {str(classes)[:60]!r}")
     if "shards" in attrs:
-        missing = [s for s in json.loads(attrs["shards"]) if not (path.parent / s).is_file()]
-        if missing:
-            raise ValueError(f"{path}: shard file(s) {missing} of this master file are missing")
+        _check_shards(path, attrs)
     if f["images"].shape[0] != f["labels"].shape[0]:
         raise ValueError(
             f"{path}: images and labels differ in length ({f['images'].shape[0]} vs {f['labels'].shape[0]})"
         )
     return attrs
+
+
+def _check_shards(path: Path, attrs: dict[str, Any]) -> None:
+    """Every shard of a master file is present, readable and the one the master was written with."""
+    names = json.loads(attrs["shards"])
+    missing = [s for s in names if not (path.parent / s).is_file()]
+    if missing:
+        raise ValueError(f"{path}: shard file(s) {missing} of this master file are missing")
+    recorded = json.loads(attrs["shard_identity"]) if "shard_identity" in attrs else None
+    for i, name in enumerate(names):
+        with _open_shard(path.parent / name, path) as f:
+            if recorded is None:
+                continue
+            found = _shard_identity(dict(f.attrs))
+            diff = sorted(k for k in recorded[i] if recorded[i][k] != found.get(k))
+            if diff:
+                raise ValueError(
+                    f"{path}: shard file {name} is not the one this master was written with ({', '.join(diff)} "
+                    "differ); it may come from another export"
+                )

@@ -10,15 +10,22 @@ import torch
 from torch.utils.data import Dataset
 
 from genaug._deprecation import renamed_kwarg
-from genaug._validation import check_float
+from genaug._validation import check_float, check_int
 from genaug.data.synthetic import SyntheticDataset
+from genaug.generators.base import check_generator
 
 
 def real_targets(real: Any) -> torch.Tensor:
     targets = getattr(real, "targets", None)
     if targets is None:
         raise ValueError(f"real must expose .targets (like torchvision datasets), got {type(real).__name__}")
-    return torch.as_tensor(targets).long()
+    try:
+        t = torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"real.targets must be a sequence of int labels, got {type(targets).__name__}") from None
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool or t.ndim != 1:
+        raise TypeError(f"real.targets must be 1-D int labels, got dtype {t.dtype} and shape {tuple(t.shape)}")
+    return t.long()
 
 
 class MixedDataset(Dataset):
@@ -54,17 +61,23 @@ class MixedDataset(Dataset):
         output: str = "tensor",
         truncation: float = 1.0,
     ) -> None:
+        check_generator(model, conditional=True)
+        if not (hasattr(real, "__getitem__") and hasattr(real, "__len__")):
+            raise TypeError(
+                f"real must be a map-style dataset (with __getitem__ and __len__), got {type(real).__name__}")
+        check_int("seed", seed, minimum=0)
+        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
         if len(real) == 0:
-            raise ValueError("real dataset is empty")
+            raise ValueError("expected a non-empty real dataset, got 0 items")
         if (synthetic_fraction is None) == (balance is None):
             raise ValueError(
                 f"give exactly one of synthetic_fraction or balance, got synthetic_fraction={synthetic_fraction}, "
                 f"balance={balance!r}"
             )
         targets = real_targets(real)
+        if len(targets) != len(real):
+            raise ValueError(f"real has {len(real)} items but {len(targets)} targets")
         k = model.num_classes
-        if k < 1:
-            raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
         if int(targets.max()) >= k or int(targets.min()) < 0:
             raise ValueError(
                 f"real labels must be in [0, {k - 1}] (the generator's classes), got values in "
@@ -180,5 +193,5 @@ def _check_shape(real: Any, model: Any) -> None:
             return  # e.g. numpy arrays in an albumentations pipeline: not checked here
     if tuple(shape) != tuple(model.image_shape):
         raise ValueError(
-            f"the generator makes images of shape {tuple(model.image_shape)}, the real data has {tuple(shape)}"
+            f"expected real images of shape {tuple(model.image_shape)} (the generator's), got {tuple(shape)}"
         )

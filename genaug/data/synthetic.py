@@ -20,6 +20,7 @@ from genaug._deprecation import renamed_kwarg, warn_deprecated
 from genaug._validation import check_choice, check_float, check_int
 from genaug.data.plan import block_generator, item_generator, plan_labels
 from genaug.data.real import apply_transforms
+from genaug.generators.base import check_generator
 
 
 def class_weight_vector(
@@ -28,9 +29,8 @@ def class_weight_vector(
     classes: Sequence[str] | None,
 ) -> np.ndarray:
     """Weights per class index from a sequence, a {name: weight} map and/or a class subset."""
+    check_generator(model, conditional=True)
     k = model.num_classes
-    if k < 1:
-        raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
     names = list(model.classes)
     if class_weights is None:
         w = np.ones(k)
@@ -102,6 +102,7 @@ class SyntheticDataset(Dataset):
         block_size: int = 256,
         cache_blocks: int = 4,
     ) -> None:
+        check_generator(model, conditional=True)
         check_choice("output", output, ("tensor", "pil"))
         check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
         check_int("block_size", block_size, minimum=1)
@@ -247,6 +248,7 @@ class SyntheticStream(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
+        check_generator(model, conditional=True)
         check_choice("output", output, ("tensor", "pil"))
         check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
         check_int("batch_size", batch_size, minimum=1)

@@ -80,7 +80,7 @@ class BaseGenerator(nn.Module):
     def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Validate a 1-D integer label tensor against this generator's classes."""
         if not isinstance(labels, torch.Tensor):
-            raise ValueError(f"labels must be a 1-D integer torch.Tensor, got {type(labels).__name__}")
+            raise TypeError(f"labels must be a 1-D integer torch.Tensor, got {type(labels).__name__}")
         if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(
                 f"labels must be a 1-D integer tensor, got dtype {labels.dtype} and shape "
@@ -197,6 +197,7 @@ class BaseGenerator(nn.Module):
         if not isinstance(gen, cls):
             raise CheckpointError(
                 f"{config_path}: expected a {cls.__name__}, got a {type(gen).__name__} (family {card['family']!r})")
+        _check_card_fields(card, gen, config_path)
         check_state(gen, state, source=weights_path)
         gen.load_state_dict(state, strict=True)
         gen.provenance = dict(card.get("provenance", {}))
@@ -207,6 +208,29 @@ class BaseGenerator(nn.Module):
             f"family={self.family!r}, num_classes={self.num_classes}, "
             f"image_shape={self.image_shape}, latent_dim={self.latent_dim}"
         )
+
+
+def _check_card_fields(card: dict[str, Any], gen: BaseGenerator, config_path: Path) -> None:
+    """The card's top-level description must agree with the generator its config builds."""
+    built = gen.card()
+    for key in ("image_shape", "latent_dim", "value_range", "classes"):
+        if key in card and key in built and card[key] != built[key]:
+            raise CheckpointError(
+                f"{config_path}: {key} is {card[key]!r} but the config builds a generator with {built[key]!r}; "
+                "the card was edited or is damaged")
+
+
+def check_generator(model: Any, *, name: str = "model", conditional: bool = False) -> None:
+    """Refuse, with a ``TypeError``, anything that is not a :class:`Generator`; with
+    ``conditional``, refuse an unconditional one (``ValueError``)."""
+    if isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a Generator object, got the path {os.fspath(model)!r}; "
+                        "load it first with genaug.load_generator")
+    if not isinstance(model, Generator):
+        raise TypeError(f"{name} must be a Generator (num_classes, classes, image_shape, latent_dim and "
+                        f"sample()), got {type(model).__name__}")
+    if conditional and model.num_classes < 1:
+        raise ValueError(f"{name}: expected a class-labelled generator (num_classes >= 1), got num_classes=0")
 
 
 def default_classes(num_classes: int) -> list[str]:

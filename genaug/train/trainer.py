@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -22,7 +24,7 @@ from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from genaug._io import load_training_checkpoint, save_training_checkpoint
+from genaug._io import check_output_path, load_training_checkpoint, output_lock, save_training_checkpoint
 from genaug.checkpoint import load_module, save_module
 from genaug.data.real import as_tensors, float_images
 from genaug.device import get_device
@@ -33,6 +35,14 @@ from genaug.train.config import TrainConfig
 from genaug.train.recipes.base import Recipe
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: What a run writes in its folder; a folder holding any of these holds a run.
+RUN_FILES = (CHECKPOINT_NAME, "log.jsonl", "config.json", "model.safetensors")
+RUN_FOLDERS = ("grids", "tensorboard")
+
+
+def run_files(out_dir: Path) -> list[str]:
+    """The names of an earlier run's outputs found in ``out_dir``."""
+    return [n for n in (*RUN_FILES, *RUN_FOLDERS) if (out_dir / n).exists()]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,7 +113,9 @@ class Trainer:
             ``(images, labels)`` pair; images uint8 or float in [0, 1].
         out_dir: where checkpoints, the shareable generator, grids and logs go.
         data_name: recorded in the generator card as the training data.
-        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+        resume: continue from ``out_dir/checkpoint.pt`` (which must exist).
+        overwrite: replace an earlier run in ``out_dir``; without it (or ``resume``) a folder
+            holding a run is refused, so a finished run is never silently overwritten.
 
     Example:
         >>> from genaug.data import MNISTSample
@@ -120,10 +132,13 @@ class Trainer:
         out_dir: str | os.PathLike[str],
         data_name: str = "custom",
         resume: bool = False,
+        overwrite: bool = False,
         command: str | None = None,
     ) -> None:
         self.cfg = config
         self.out_dir = Path(out_dir)
+        self._check_out_dir(resume=resume, overwrite=overwrite)
+        self.overwrite = overwrite and not resume
         self.data_name = data_name
         self.command = command
         self.distributed = dist.is_available() and dist.is_initialized()
@@ -159,7 +174,7 @@ class Trainer:
             net.to(self.device)
         target = self.recipe.ema_target()
         self.init_provenance: dict[str, Any] = {}
-        resuming = resume and (self.out_dir / CHECKPOINT_NAME).exists()
+        resuming = resume
         if config.init and not resuming:  # a resumed run takes its weights from the checkpoint
             self._init_from(config.init, target)
         self.ema = (
@@ -176,7 +191,9 @@ class Trainer:
         self.batch_in_epoch = 0
         self.history: list[dict[str, float]] = []
         self._stop = False
-        self.writer = self._tensorboard() if self.is_main else None
+        self.last_checkpoint: tuple[Path, int] | None = None  # (path, step) of the newest one on disk
+        self._check_tensorboard()
+        self.writer: Any = None  # opened by fit(), once the folder is ours
         g = torch.Generator().manual_seed(config.seed + 12345)
         self.fixed_labels = self._grid_labels()
         self.fixed_noise = torch.randn(len(self.fixed_labels), self.model_cfg.latent_dim, generator=g) \
@@ -201,16 +218,48 @@ class Trainer:
             return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
         return None
 
+    def _check_out_dir(self, *, resume: bool, overwrite: bool) -> None:
+        """Refuse, before any work, an output folder that would lose or mix up a run."""
+        out = self.out_dir
+        if resume and overwrite:
+            raise ValueError("give resume or overwrite, not both (CLI: --resume DIR or --overwrite)")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out_dir {out}: expected a folder, got a file")
+        if resume:
+            if not (out / CHECKPOINT_NAME).is_file():
+                raise FileNotFoundError(
+                    f"{out}: no {CHECKPOINT_NAME} to resume from (expected the folder of an earlier genaug train run)")
+        elif not overwrite and run_files(out):
+            raise FileExistsError(
+                f"{out}: holds an earlier run ({', '.join(run_files(out))}); pass overwrite=True (CLI: --overwrite) "
+                "to replace it, or resume=True (CLI: --resume DIR) to continue it")
+        check_output_path(out, name="out_dir", overwrite=True, kind="folder")
+
+    def _check_tensorboard(self) -> None:
+        if self.cfg.tensorboard != "on":
+            return
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise ValueError("tensorboard='on' needs the tensorboard package: pip install tensorboard") from None
+
     def _tensorboard(self) -> Any:
-        if self.cfg.tensorboard == "off":
+        if self.cfg.tensorboard == "off" or not self.is_main:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            if self.cfg.tensorboard == "on":
-                raise ValueError("tensorboard='on' needs the tensorboard package: pip install tensorboard") from None
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _clear_earlier_run(self) -> None:
+        """With overwrite: remove what an earlier run left, so nothing of it mixes with this one."""
+        for name in (*RUN_FILES, *RUN_FOLDERS, *self.recipe.saved_parts):
+            target = self.out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
 
     @property
     def step_impl(self) -> Recipe:
@@ -284,6 +333,7 @@ class Trainer:
         path = self.out_dir / CHECKPOINT_NAME
         if self.is_main:
             save_training_checkpoint(self.state_dict(), path)
+        self.last_checkpoint = (path, self.step)
         return path
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
@@ -314,6 +364,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.init_provenance = dict(state.get("init", {}))
+        self.last_checkpoint = (Path(path), self.step)
 
     # ------------------------------------------------------------------ outputs
 
@@ -393,18 +444,28 @@ class Trainer:
         self._stop = True
 
     def fit(self) -> TrainResult:
-        """Train until ``epochs`` or ``max_steps``; returns early (checkpointed) on SIGTERM."""
+        """Train until ``epochs`` or ``max_steps``; returns early (checkpointed) on SIGTERM.
+
+        Rank 0 holds a lock on the output folder meanwhile: a second run into the same folder
+        is refused with an :class:`~genaug.OutputInUseError`.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        lock = output_lock(self.out_dir) if self.is_main else contextlib.nullcontext()
         old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-        try:
-            interrupted = self._loop()
-        finally:
-            if old_handler is not None:
-                signal.signal(signal.SIGTERM, old_handler)
-            if self.writer is not None:
-                self.writer.flush()
+        with lock:
+            if self.overwrite and self.is_main:
+                self._clear_earlier_run()
+                self.overwrite = False  # a second fit() continues this run
+            self.writer = self._tensorboard()
+            if threading.current_thread() is threading.main_thread():
+                old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            try:
+                interrupted = self._loop()
+            finally:
+                if old_handler is not None:
+                    signal.signal(signal.SIGTERM, old_handler)
+                if self.writer is not None:
+                    self.writer.close()
         return TrainResult(self.out_dir, self.step, self.epoch, interrupted, self.history)
 
     def _loop(self) -> bool:
@@ -494,10 +555,13 @@ class Trainer:
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         for name, value in losses.items():
             if not math.isfinite(float(value)):
-                raise NonFiniteLossError(
-                    f"non-finite {name} loss ({float(value)}) at step {self.step + 1}; "
-                    f"the last good checkpoint is kept at {self.out_dir / CHECKPOINT_NAME}"
-                )
+                if self.last_checkpoint is not None:
+                    path, step = self.last_checkpoint
+                    kept = f"the last good checkpoint is {path} (step {step}); resume with --resume {path.parent}"
+                else:
+                    kept = (f"no checkpoint was written yet (checkpoint_every={self.cfg.checkpoint_every}, "
+                            "no epoch finished)")
+                raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}: {name} = {float(value)}; {kept}")
 
     def _end_of_epoch(self) -> None:
         if not self.is_main:

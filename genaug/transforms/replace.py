@@ -12,7 +12,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from genaug._deprecation import renamed_kwarg, warn_deprecated
-from genaug._validation import check_choice, check_int, check_probability
+from genaug._validation import check_choice, check_float, check_int, check_probability
+from genaug.generators.base import check_generator
 
 
 class _ProcessRNG:
@@ -70,6 +71,8 @@ def match_like(synthetic: torch.Tensor, like: Any) -> Any:
         if like.dtype == torch.uint8:
             img = img.mul(255).round_().clamp_(0, 255).to(torch.uint8)
         elif like.is_floating_point():
+            if not bool(torch.isfinite(like).all()):
+                raise ValueError("expected finite float images in [0, 1], got an image with NaN or inf values")
             lo, hi = float(like.min()), float(like.max())
             if lo < 0 or hi > 1:
                 raise ValueError(
@@ -78,10 +81,10 @@ def match_like(synthetic: torch.Tensor, like: Any) -> Any:
                 )
             img = img.to(like.dtype)
         else:
-            raise ValueError(f"expected a uint8 or float image tensor, got dtype {like.dtype}")
+            raise TypeError(f"expected a uint8 or float image tensor, got dtype {like.dtype}")
         img = img.to(like.device)
         return tv_tensors.wrap(img, like=like) if isinstance(like, tv_tensors.TVTensor) else img
-    raise ValueError(f"expected a PIL image or an image tensor, got {type(like).__name__}")
+    raise TypeError(f"expected a PIL image or an image tensor, got {type(like).__name__}")
 
 
 class _Banks:
@@ -131,10 +134,12 @@ class SyntheticReplace(v2.Transform):
         truncation: float = 1.0,
     ) -> None:
         super().__init__()
+        check_generator(model, conditional=True)
         check_probability("p", p)
         check_int("bank_size", bank_size, minimum=1)
-        if model.num_classes < 1:
-            raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
+        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
+        if seed is not None:
+            check_int("seed", seed, minimum=0)
         self.model = model
         self.p = p
         self._rng = _ProcessRNG(seed)
@@ -175,7 +180,7 @@ class SyntheticReplace(v2.Transform):
         return state
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, generator={getattr(self.generator, 'family', '?')}"
+        return f"p={self.p}, model={getattr(self.model, 'family', '?')}"
 
 
 class SyntheticBatchMix:
@@ -190,6 +195,9 @@ class SyntheticBatchMix:
         transform: applied to the synthetic batch (float in [0, 1], or uint8 if the batch is
             uint8) before mixing, e.g. the normalisation the real batch went through.
         seed: seed of the choices and samples (``None``: ``torch.initial_seed()`` per process).
+        value_range: the value range ``(low, high)`` of float batches, to which synthetic images
+            are scaled. By default a float batch must lie in [0, 1]; give ``transform`` instead
+            for a normalised batch. A uint8 batch is always [0, 255]; other dtypes are refused.
 
     Example:
         >>> mix = SyntheticBatchMix(gen, fraction=0.25)  # doctest: +SKIP
@@ -202,14 +210,29 @@ class SyntheticBatchMix:
     def __init__(
         self, model: Any, *, fraction: float, balance: str = "batch", mode: str = "replace",
         transform: Any = None, seed: int | None = None, truncation: float = 1.0,
+        value_range: tuple[float, float] | None = None,
     ) -> None:
+        check_generator(model, conditional=True)
         check_probability("fraction", fraction)
         check_choice("balance", balance, ("batch", "uniform"))
         check_choice("mode", mode, ("replace", "append"))
-        if model.num_classes < 1:
-            raise ValueError("expected a class-labelled generator (num_classes >= 1), got num_classes=0")
+        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
+        if seed is not None:
+            check_int("seed", seed, minimum=0)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        if value_range is not None:
+            if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+                raise ValueError(f"value_range must be a pair (low, high), got {value_range!r}")
+            check_float("value_range[0]", value_range[0])
+            check_float("value_range[1]", value_range[1])
+            if not value_range[0] < value_range[1]:
+                raise ValueError(f"value_range must have low < high, got {tuple(value_range)}")
+            if transform is not None:
+                raise ValueError("give value_range or transform, not both: transform maps [0, 1] images itself")
         self.model, self.fraction, self.balance, self.mode = model, fraction, balance, mode
         self.transform, self.truncation = transform, truncation
+        self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         self._rng = _ProcessRNG(seed)
 
     @property
@@ -218,20 +241,47 @@ class SyntheticBatchMix:
         warn_deprecated(f"{type(self).__name__}.generator", f"{type(self).__name__}.model")
         return self.model
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(images, torch.Tensor) or images.ndim != 4:
-            raise ValueError(f"expected images as a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    def _check_batch(self, images: Any, labels: Any) -> None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"expected images as a (N, C, H, W) torch.Tensor, got {type(images).__name__}")
+        if images.ndim != 4:
+            raise ValueError(f"expected images as a (N, C, H, W) tensor, got shape {tuple(images.shape)}")
         if tuple(images.shape[1:]) != tuple(self.model.image_shape):
             raise ValueError(
-                f"the generator makes images of shape {tuple(self.generator.image_shape)}, "
-                f"the batch has {tuple(images.shape[1:])}"
+                f"expected images of shape {tuple(self.model.image_shape)} (the generator's), "
+                f"got a batch of {tuple(images.shape[1:])}"
             )
-        if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
-            raise ValueError(f"expected {images.shape[0]} labels, got {getattr(labels, 'shape', labels)}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise TypeError(f"expected a uint8 or floating-point image batch, got dtype {images.dtype}")
+        if images.dtype == torch.uint8 and self.value_range not in (None, (0.0, 255.0)):
+            raise ValueError(f"value_range {self.value_range} is for float batches, got a uint8 batch "
+                             "(always [0, 255])")
+        if images.is_floating_point() and images.numel():
+            if not bool(torch.isfinite(images).all()):
+                raise ValueError("expected finite images, got a batch with NaN or inf values")
+            if self.transform is None:
+                lo, hi = self.value_range or (0.0, 1.0)
+                got_lo, got_hi = float(images.min()), float(images.max())
+                if got_lo < lo or got_hi > hi:
+                    raise ValueError(
+                        f"expected float images in [{lo:g}, {hi:g}], got values in [{got_lo:.4g}, {got_hi:.4g}]; "
+                        "pass value_range=(low, high) for another range, or transform= to map synthetic "
+                        "[0, 1] images the way the batch was normalised"
+                    )
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"expected labels as a 1-D integer torch.Tensor, got {type(labels).__name__}")
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise TypeError(f"expected integer labels, got dtype {labels.dtype}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"expected {images.shape[0]} labels (one per image), got shape {tuple(labels.shape)}")
         k = self.model.num_classes
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
             lo, hi = int(labels.min()), int(labels.max())
             raise ValueError(f"labels must be in [0, {k - 1}], got values in [{lo}, {hi}]")
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_batch(images, labels)
+        k = self.model.num_classes
         n = images.shape[0]
         m = round(self.fraction * n)
         if m == 0:
@@ -248,6 +298,9 @@ class SyntheticBatchMix:
         syn = self.model.sample(syn_labels, generator=rng, truncation=self.truncation)
         if images.dtype == torch.uint8:
             syn = syn.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        elif self.value_range is not None:
+            lo, hi = self.value_range
+            syn = syn * (hi - lo) + lo
         if self.transform is not None:
             syn = self.transform(syn)
         syn = syn.to(images.device, images.dtype)
@@ -266,5 +319,6 @@ class SyntheticBatchMix:
         return self(images, labels)
 
     def __repr__(self) -> str:
+        extra = f", value_range={self.value_range}" if self.value_range is not None else ""
         return (f"{type(self).__name__}(fraction={self.fraction}, balance={self.balance!r}, "
-                f"mode={self.mode!r})")
+                f"mode={self.mode!r}{extra})")
