@@ -55,14 +55,15 @@ def train_command(args: argparse.Namespace, family: str) -> list[str]:
     return [*GENAUG, "train", family, "--data", "mnist", "--data-root", args.data_root,
             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
             "--device", args.device, "--set", "tensorboard=off", "--no-progress",
-            "--out", str(Path(args.out) / family), *(["--max-steps", str(args.max_steps)] if args.max_steps else [])]
+            "--out", str(Path(args.out) / family), "--overwrite",
+            *(["--max-steps", str(args.max_steps)] if args.max_steps else [])]
 
 
 def evaluate_command(args: argparse.Namespace, family: str) -> list[str]:
     folder = Path(args.out) / family
     return [*GENAUG, "evaluate", "--generator", str(folder), "--judge", args.judge, "--data", "mnist",
             "--data-root", args.data_root, "--per-class", str(args.per_class), "--device", args.device,
-            "--json", str(folder / "evaluate.json")]
+            "--json", str(folder / "evaluate.json"), "--overwrite"]
 
 
 def write_grid(folder: Path, path: Path) -> None:

@@ -24,11 +24,12 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default="runs/example-cvae")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     args = ap.parse_args()
 
     data = load_mnist(args.data_root) if args.data_root else MNISTSample(train=True)
     config = TrainConfig(family=args.family, epochs=args.epochs, max_steps=args.max_steps, batch_size=50)
-    result = Trainer(config, data, out_dir=args.out).fit()
+    result = Trainer(config, data, out_dir=args.out, overwrite=args.overwrite).fit()
     print(f"trained {result.step} steps; last losses: {result.history[-1]}")
 
     gen = genaug.load_generator(args.out)  # the shareable generator (EMA weights)

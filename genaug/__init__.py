@@ -9,7 +9,7 @@ Example:
     True
 """
 
-from genaug._io import CheckpointError
+from genaug._io import CheckpointError, DiskFullError, OutputInUseError
 from genaug._version import __version__
 from genaug.device import get_device
 from genaug.generators import (
@@ -18,6 +18,7 @@ from genaug.generators import (
     Generator,
     LabelledGenerator,
     MixtureGenerator,
+    SamplingError,
     VAEGenerator,
 )
 from genaug.hub import load_generator
@@ -37,10 +38,13 @@ from genaug.registry import (
 __all__ = [
     "BaseGenerator",
     "CheckpointError",
+    "DiskFullError",
     "GANGenerator",
     "Generator",
     "LabelledGenerator",
     "MixtureGenerator",
+    "OutputInUseError",
+    "SamplingError",
     "VAEGenerator",
     "__version__",
     "build_model",

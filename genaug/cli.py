@@ -121,12 +121,14 @@ def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
 
 def _train(args: argparse.Namespace) -> int:
     from genaug.train import Trainer
+    from genaug.train.trainer import check_run_folder
 
     if args.resume and args.overwrite:
         raise ValueError("--resume DIR continues a run and --overwrite replaces one; give one of them")
     if args.resume and args.out is not None and Path(args.out) != Path(args.resume):
         raise ValueError(f"--resume {args.resume} writes into that folder; --out {args.out} names another")
     out = Path(args.resume or args.out or "runs/train")
+    check_run_folder(out, resume=bool(args.resume), overwrite=args.overwrite)
     settings: dict[str, Any] = {}
     if args.config:
         _existing("--config", args.config, kind="file")
@@ -570,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status (2: bad arguments, 1: the run failed)."""
+    from genaug.generators import SamplingError
     from genaug.train import NonFiniteLossError
 
     parser = build_parser()
@@ -578,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("GENAUG_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except (NonFiniteLossError, DiskFullError) as err:
+    except (NonFiniteLossError, DiskFullError, SamplingError) as err:
         if debug:
             raise
         print(f"{prog}: error: {one_line(err.strerror if isinstance(err, OSError) else err)}", file=sys.stderr)

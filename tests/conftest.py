@@ -41,3 +41,13 @@ def mnist_root() -> str:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def saved_gen(tmp_path_factory):
+    """A tiny untrained VAE generator saved to a folder (for CLI runs)."""
+    from helpers import tiny_generator
+
+    folder = tmp_path_factory.mktemp("gen") / "vae"
+    tiny_generator("vae").save_pretrained(folder)
+    return folder

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_generator
+from helpers import h5_contents, tiny_generator
 from torch.utils.data import DataLoader
 
 from genaug.data.hdf5 import HDF5Dataset, export_hdf5, plan_labels
@@ -106,18 +106,6 @@ def _cli(*args, **kw):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, **kw)
 
 
-def _contents(path):
-    with h5py.File(path, "r") as f:
-        return f["images"][()], f["labels"][()]
-
-
-@pytest.fixture(scope="module")
-def saved_gen(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gen") / "vae"
-    tiny_generator("vae").save_pretrained(folder)
-    return folder
-
-
 def test_kill_9_never_leaves_a_partial_final_file_and_resume_is_identical(saved_gen, tmp_path):
     import random
     import signal
@@ -152,7 +140,7 @@ def test_kill_9_never_leaves_a_partial_final_file_and_resume_is_identical(saved_
         res = _cli(*args)
         assert res.returncode == 0, res.stderr
     assert any(p > 0 for p in progress), progress  # at least one kill landed mid-export
-    a, b = _contents(ref), _contents(out)
+    a, b = h5_contents(ref), h5_contents(out)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert HDF5Dataset(out).attrs["complete"]
     assert not partial.exists()
@@ -174,7 +162,7 @@ def test_resume_starts_again_when_a_chunk_is_damaged(saved_gen, tmp_path, capsys
         raw.write(b"\xff" * 64)
     export_hdf5(gen, tmp_path / "out.h5", n=3000, batch_size=100, chunk_size=500, progress=False, resume=True)
     assert "damaged chunk in partial file, starting again" in capsys.readouterr().out
-    a, b = _contents(ref), _contents(tmp_path / "out.h5")
+    a, b = h5_contents(ref), h5_contents(tmp_path / "out.h5")
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
@@ -199,7 +187,7 @@ def test_sharded_export_equals_single_process(saved_gen, tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    a, b = _contents(single), _contents(master)
+    a, b = h5_contents(single), h5_contents(master)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     ds = HDF5Dataset(master)
     assert len(ds) == 250 and list(ds.attrs["class_counts"]) == [25] * 10

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_generator
+from helpers import h5_contents, tiny_generator
 
 import genaug
 from genaug._io import DiskFullError, OutputInUseError, atomic_write, output_lock
@@ -48,18 +48,6 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _contents(path):
-    with h5py.File(path, "r") as f:
-        return f["images"][()], f["labels"][()]
-
-
-@pytest.fixture(scope="module")
-def saved_gen(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gen") / "vae"
-    tiny_generator("vae").save_pretrained(folder)
-    return folder
-
-
 # ---------------------------------------------------------------- output safety
 
 
@@ -85,7 +73,7 @@ def test_two_exports_to_one_output_one_completes_the_other_is_refused(saved_gen,
             "--device", "cpu", "--no-progress"]
     lone = tmp_path / "lone.h5"
     export_hdf5(genaug.load_generator(saved_gen), lone, n=n, batch_size=64, progress=False)
-    expected = _contents(lone)
+    expected = h5_contents(lone)
     fork = multiprocessing.get_context("fork")
     locked = 0
     for attempt in range(5):
@@ -102,7 +90,7 @@ def test_two_exports_to_one_output_one_completes_the_other_is_refused(saved_gen,
         assert len(message.splitlines()) == 1 and "Traceback" not in message, message
         assert "another genaug process (pid" in message or "exists" in message, message
         locked += "another genaug process" in message
-        a, b = _contents(out), expected
+        a, b = h5_contents(out), expected
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
         assert len(HDF5Dataset(out)) == n
         assert not list(tmp_path.glob(f".out{attempt}.h5*")), "no partial or lock file is left"
@@ -200,7 +188,7 @@ def test_export_on_a_full_disk_stops_cleanly_and_resumes(saved_gen, tmp_path, mo
         assert int(f.attrs["blocks_done"]) == 7
     monkeypatch.setattr(hdf5, "free_bytes", lambda folder: 10**12)
     assert _run([*args, "--resume"], capsys)[0] == 0
-    a, b = _contents(out), _contents(lone)
+    a, b = h5_contents(out), h5_contents(lone)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
@@ -539,5 +527,5 @@ def test_a_shard_with_no_items_is_written_and_read(tmp_path):
         export_hdf5(gen, shard, n=40, shard=(r, 2), progress=False)
     write_master(master, shards)
     assert len(HDF5Dataset(shards[0])) == 0 and len(HDF5Dataset(master)) == 40
-    a, b = _contents(single), _contents(master)
+    a, b = h5_contents(single), h5_contents(master)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

@@ -1,6 +1,6 @@
 """Generator wrappers implementing :class:`Generator`, each registered with its card family."""
 
-from genaug.generators.base import BaseGenerator, Generator
+from genaug.generators.base import BaseGenerator, Generator, SamplingError
 from genaug.generators.gan import GANGenerator
 from genaug.generators.vae import VAEGenerator
 from genaug.generators.wrappers import (
@@ -22,5 +22,6 @@ __all__ = [
     "LabelledGenerator",
     "MixtureConfig",
     "MixtureGenerator",
+    "SamplingError",
     "VAEGenerator",
 ]

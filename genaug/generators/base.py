@@ -16,6 +16,10 @@ from genaug.registry import build_from_card
 G = TypeVar("G", bound="BaseGenerator")
 
 
+class SamplingError(RuntimeError):
+    """A generator could not make what was asked, e.g. too few samples passed a confidence filter."""
+
+
 @runtime_checkable
 class Generator(Protocol):
     """A class-labelled image sampler.

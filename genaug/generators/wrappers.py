@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from genaug._validation import check_float, check_int
-from genaug.generators.base import BaseGenerator, check_classes
+from genaug.generators.base import BaseGenerator, SamplingError, check_classes
 from genaug.generators.gan import GANGenerator
 from genaug.generators.vae import VAEGenerator
 from genaug.models.classifier import Classifier, ClassifierConfig
@@ -129,7 +129,7 @@ class LabelledGenerator(BaseGenerator):
                     for c in range(self.num_classes)
                     if have[c] < need[c]
                 }
-                raise RuntimeError(
+                raise SamplingError(
                     f"could not find enough samples after {cfg.max_rounds} rounds of "
                     f"{cfg.batch_size} at min_confidence={cfg.min_confidence}; "
                     f"(found, needed) per class: {short}"
@@ -220,7 +220,7 @@ class FilteredGenerator(BaseGenerator):
         if todo.numel():
             left = torch.bincount(labels[todo], minlength=self.num_classes)
             short = {self.classes[c]: int(left[c]) for c in range(self.num_classes) if left[c]}
-            raise RuntimeError(
+            raise SamplingError(
                 f"{todo.numel()} samples stayed below min_confidence={cfg.min_confidence} after "
                 f"{cfg.max_rounds} rounds; unfilled per class: {short}"
             )

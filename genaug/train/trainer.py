@@ -32,7 +32,7 @@ from genaug.hub import load_generator
 from genaug.models.classifier import Classifier
 from genaug.registry import RECIPES, make_config
 from genaug.train.config import TrainConfig
-from genaug.train.recipes.base import Recipe
+from genaug.train.recipes.base import NonFiniteLossError, Recipe
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What a run writes in its folder; a folder holding any of these holds a run.
@@ -45,8 +45,23 @@ def run_files(out_dir: Path) -> list[str]:
     return [n for n in (*RUN_FILES, *RUN_FOLDERS) if (out_dir / n).exists()]
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+def check_run_folder(out_dir: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output folder that would lose or mix up a run: one holding a run
+    (unless ``overwrite``), or, with ``resume``, one without a checkpoint."""
+    out = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("give resume or overwrite, not both (CLI: --resume DIR or --overwrite)")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out}: expected a folder, got a file")
+    if resume:
+        if not (out / CHECKPOINT_NAME).is_file():
+            raise FileNotFoundError(
+                f"{out}: no {CHECKPOINT_NAME} to resume from (expected the folder of an earlier genaug train run)")
+    elif not overwrite and run_files(out):
+        raise FileExistsError(
+            f"{out}: holds an earlier run ({', '.join(run_files(out))}); pass overwrite=True (CLI: --overwrite) "
+            "to replace it, or resume=True (CLI: --resume DIR) to continue it")
+    check_output_path(out, name="out_dir", overwrite=True, kind="folder")
 
 
 @dataclass
@@ -88,6 +103,11 @@ def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         images, labels = as_tensors(data)
         classes = getattr(data, "classes", None)
     images = float_images(images)
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(labels)
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        what = f"dtype {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(f"expected integer labels (a tensor or array), got {what}")
     if labels.shape != (images.shape[0],):
         raise ValueError(
             f"expected {images.shape[0]} labels (one per image), got labels of shape {tuple(labels.shape)}"
@@ -137,7 +157,7 @@ class Trainer:
     ) -> None:
         self.cfg = config
         self.out_dir = Path(out_dir)
-        self._check_out_dir(resume=resume, overwrite=overwrite)
+        check_run_folder(self.out_dir, resume=resume, overwrite=overwrite)
         self.overwrite = overwrite and not resume
         self.data_name = data_name
         self.command = command
@@ -217,23 +237,6 @@ class Trainer:
         if self.cfg.amp == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
         return None
-
-    def _check_out_dir(self, *, resume: bool, overwrite: bool) -> None:
-        """Refuse, before any work, an output folder that would lose or mix up a run."""
-        out = self.out_dir
-        if resume and overwrite:
-            raise ValueError("give resume or overwrite, not both (CLI: --resume DIR or --overwrite)")
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"out_dir {out}: expected a folder, got a file")
-        if resume:
-            if not (out / CHECKPOINT_NAME).is_file():
-                raise FileNotFoundError(
-                    f"{out}: no {CHECKPOINT_NAME} to resume from (expected the folder of an earlier genaug train run)")
-        elif not overwrite and run_files(out):
-            raise FileExistsError(
-                f"{out}: holds an earlier run ({', '.join(run_files(out))}); pass overwrite=True (CLI: --overwrite) "
-                "to replace it, or resume=True (CLI: --resume DIR) to continue it")
-        check_output_path(out, name="out_dir", overwrite=True, kind="folder")
 
     def _check_tensorboard(self) -> None:
         if self.cfg.tensorboard != "on":

@@ -19,6 +19,10 @@ from genaug._validation import check_choice, check_float
 from genaug.models.config import ModelConfig
 from genaug.registry import build_model
 
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
 Wrap = Callable[[nn.Module], nn.Module]
 INPUT_RANGES = ("sigmoid", "tanh")
 

@@ -26,6 +26,7 @@ from genaug.data.real import float_images
 from genaug.device import get_device
 from genaug.models.config import ModelConfig
 from genaug.models.ssgan import SemiSupervisedGAN, SSGANConfig
+from genaug.train.recipes.base import NonFiniteLossError
 
 
 @dataclasses.dataclass
@@ -140,7 +141,7 @@ def fit_semi_supervised_gan(
             if i % 100 == 0:
                 values = {"lab": loss_lab.item(), "unl": loss_unl.item(), "g": loss_g.item()}
                 if not all(math.isfinite(v) for v in values.values()):
-                    raise RuntimeError(f"non-finite loss at epoch {epoch + 1}, step {i}: {values}")
+                    raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}, step {i}: {values}")
                 bar.set_postfix({k_: f"{v:.3g}" for k_, v in values.items()})
     bar.close()
     return model.eval()
