@@ -82,7 +82,17 @@ def _device(text: str) -> str:
     return text
 
 
+def _fraction(text: str) -> float:
+    value = _float_in(0.0, 1.0, low_open=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
+    return value
+
+
 COUNT = _int_at_least(1)
+FRACTION = _fraction
+DATA_HELP = ("'mnist', 'sample' (bundled), a folder of class sub-folders, an .npz with 'images' and 'labels', "
+             "or a genaug .h5 file")
 SEED = _int_at_least(0)
 TRUNCATION = _float_in(0.0, 1.0, low_open=True)
 
@@ -324,9 +334,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.backbone and args.family == "ssgan":
         raise ValueError("--backbone is for the pretraining families; ssgan trains its own discriminator")
     _run_folder_free("--out", args.out, args.overwrite)
-    data, data_name = _load_data(args.data, args.data_root, args.download)
+    data, test, data_name = _splits(args, args.download)
     x, y = as_tensors(data)
-    test = _test_set(args)
     out = Path(args.out)
     if args.family == "ssgan":
         return _pretrain_ssgan(args, x, y, data_name, test)
@@ -376,10 +385,12 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, te
     return 0
 
 
-def _test_set(args: argparse.Namespace) -> Any:
-    from genaug.data.sources import resolve_test_data
+def _splits(args: argparse.Namespace, download: bool = False) -> tuple[Any, Any, str]:
+    """(train, test, description) of ``--data`` with ``--test-data`` or ``--val-split``."""
+    from genaug.data.sources import resolve_splits
 
-    return resolve_test_data(args.data, args.data_root)
+    return resolve_splits(args.data, args.data_root, test=args.test_data, val_split=args.val_split,
+                          seed=args.seed, download=download)
 
 
 def _judge(args: argparse.Namespace) -> int:
@@ -390,9 +401,9 @@ def _judge(args: argparse.Namespace) -> int:
     from genaug.metrics import accuracy, train_classifier
 
     _run_folder_free("--out", args.out, args.overwrite)
-    data, data_name = _load_data(args.data, args.data_root, args.download)
+    data, test, data_name = _splits(args, args.download)
     x, y = as_tensors(data)
-    tx, ty = as_tensors(_test_set(args))
+    tx, ty = as_tensors(test)
     judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
                              image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
                              device=args.device, progress=not args.no_progress)
@@ -422,9 +433,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--judge {args.judge}: expected a classifier written by 'genaug judge train', "
                          f"got a {card.get('family')!r} {card.get('part')!r}")
     judge = judge.to(device)
-    data, _ = _load_data(args.data, args.data_root, False)
+    data, test, _ = _splits(args)
     x, y = as_tensors(data)
-    tx, ty = as_tensors(_test_set(args))
+    tx, ty = as_tensors(test)
     report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
                       per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs,
                       truncation=args.truncation)
@@ -460,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a family on labelled images; see 'genaug list'.")
     p.add_argument("family", choices=list_training_families(), metavar="FAMILY",
                    help=f"one of: {', '.join(list_training_families())}")
-    p.add_argument("--data", default="sample", help="'mnist', 'sample' (bundled) or a genaug .h5 file")
+    p.add_argument("--data", default="sample", help=DATA_HELP)
     p.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENAUG_DATA)")
     p.add_argument("--download", action="store_true", help="download MNIST if missing")
     p.add_argument("--epochs", type=COUNT)
@@ -522,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=[*(f for f in list_training_families() if f not in conditional), "ssgan"],
                    metavar="FAMILY", help="a family to pretrain, or 'ssgan': a semi-supervised GAN whose "
                                           "discriminator is the classifier (trained with the labels)")
-    p.add_argument("--data", default="sample", help="'mnist' or 'sample' (bundled)")
+    p.add_argument("--data", default="sample", help=DATA_HELP)
+    p.add_argument("--test-data", help="the test set, in any --data form (default: the data's own test split)")
+    p.add_argument("--val-split", type=FRACTION, help="instead, hold out this fraction of --data (seeded)")
     p.add_argument("--data-root")
     p.add_argument("--download", action="store_true")
     p.add_argument("--epochs", type=COUNT, default=1, help="pretraining epochs")
@@ -538,7 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("judge", help="train the judge classifier used by evaluate and quality gates")
     p.add_argument("action", choices=["train"])
-    p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
+    p.add_argument("--data", default="mnist", help=DATA_HELP)
+    p.add_argument("--test-data", help="the test set, in any --data form (default: the data's own test split)")
+    p.add_argument("--val-split", type=FRACTION, help="instead, hold out this fraction of --data (seeded)")
     p.add_argument("--data-root")
     p.add_argument("--download", action="store_true")
     p.add_argument("--epochs", type=COUNT, default=5)
@@ -554,7 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-weights", help=mix_help)
     p.add_argument("--judge", default="mnist-judge",
                    help="folder written by 'genaug judge train' (default: the bundled MNIST judge)")
-    p.add_argument("--data", default="mnist", help="'mnist' or 'sample' (bundled)")
+    p.add_argument("--data", default="mnist", help=DATA_HELP)
+    p.add_argument("--test-data", help="the test set, in any --data form (default: the data's own test split)")
+    p.add_argument("--val-split", type=FRACTION, help="instead, hold out this fraction of --data (seeded)")
     p.add_argument("--data-root")
     p.add_argument("--per-class", type=COUNT, default=1000)
     p.add_argument("--tstr-epochs", type=COUNT, default=3)

@@ -189,10 +189,8 @@ def test_sample(labels, generator, truncation):
         assert out.numel() == 0 or (float(out.min()) >= 0 and float(out.max()) <= 1)
 
 
-def test_mixed_dataset_over_a_tensor_dataset_with_targets():
+def test_mixed_dataset_refuses_float_targets():
     real = TensorDataset(torch.rand(6, *GEN.image_shape), torch.arange(6))
-    real.targets = torch.arange(6)
     assert len(MixedDataset(real, GEN, synthetic_fraction=0.5)) == 12
-    real.targets = torch.arange(6).float()
-    with pytest.raises(TypeError, match="real.targets must be 1-D int labels, got dtype torch.float32"):
-        MixedDataset(real, GEN, synthetic_fraction=0.5)
+    with pytest.raises(TypeError, match=r"Real.targets must be 1-D int labels, got dtype torch.float32"):
+        MixedDataset(Real(torch.arange(6).float(), 6), GEN, synthetic_fraction=0.5)

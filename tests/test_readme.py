@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from genaug.cli import build_parser, main
+from genaug.data import MNISTSample
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Sizes, and the one threshold that a generator trained for four steps can't meet.
@@ -86,9 +89,15 @@ def test_each_readme_command_parses_as_written(words):
 @pytest.mark.slow
 def test_the_readme_commands_run_in_order(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    # The one input the README assumes the user has: an export of their own digits.
+    # The inputs the README assumes the user has: an export, class folders and an .npz of their own digits.
     assert main(["export", "--generator", "mnist-cvae", "--per-class", "10", "--out", "my_digits.h5",
                  "--no-progress"]) == 0
+    sample = MNISTSample()
+    for folder, part in (("path/to/class_folders", slice(0, 600)), ("path/to/test_folders", slice(600, 800))):
+        for i, (img, label) in enumerate(zip(sample.data[part], sample.targets[part], strict=True)):
+            (tmp_path / folder / str(int(label))).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img.numpy()).save(tmp_path / folder / str(int(label)) / f"{i}.png")
+    np.savez("my_images.npz", images=sample.data.numpy(), labels=sample.targets.numpy())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for words in readme_commands():
         if words[0] == "torchrun":

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import h5_contents, tiny_generator
+from PIL import Image
 
 import genaug
 from genaug._io import DiskFullError, OutputInUseError, atomic_write, output_lock
@@ -259,6 +260,10 @@ def workdir(tmp_path, monkeypatch, saved_gen):
     Path("judge_out").mkdir()
     Path("judge_out/config.json").write_text("{}")
     Path("ckpt.pt").write_bytes(b"\x80\x04pickle")
+    Path("bad.npz").write_bytes(b"not an npz")
+    for c in ("a", "b"):
+        Path("digits", c).mkdir(parents=True)
+        Image.new("L", (28, 28)).save(Path("digits", c, "x.png"))
     _write_h5_with_bad_classes(Path("badclasses.h5"))
     shutil.copytree(saved_gen, "gen")
     return tmp_path
@@ -364,6 +369,13 @@ BAD_ARGUMENTS = [
     (["evaluate", *G, "--data", "sample", "--judge", "gen"], "expected a module saved with save_module"),
     (["evaluate", "--generator", "nope", "--data", "sample"], "--generator nope: no registered generator"),
     (["evaluate", *G, "--data", "mnist", "--data-root", "a_folder"], "MNIST not found"),
+    (["evaluate", *G, "--data", "sample", "--val-split", "1"], "argument --val-split: expected a number in (0, 1)"),
+    (["evaluate", *G, "--data", "sample", "--val-split", "0"], "argument --val-split: expected a number in (0, 1]"),
+    (["evaluate", *G, "--data", "sample", "--val-split", "0.2", "--test-data", "sample"],
+     "give --test-data or --val-split, not both"),
+    (["judge", "train", "--data", "sample", "--test-data", "nope", "--out", "j"], "--data must be"),
+    (["judge", "train", "--data", "bad.npz", "--out", "j"], "bad.npz: not a readable .npz file"),
+    (["evaluate", *G, "--data", "digits", "--judge", "mnist-judge"], "--data digits has no test split of its own"),
     # top level
     ([], "the following arguments are required: COMMAND"),
     (["fly"], "argument COMMAND: invalid choice: 'fly'"),

@@ -11,21 +11,17 @@ from torch.utils.data import Dataset
 
 from genaug._deprecation import renamed_kwarg
 from genaug._validation import check_float, check_int
+from genaug.data.labelled import dataset_classes, dataset_labels
 from genaug.data.synthetic import SyntheticDataset
 from genaug.generators.base import check_generator
 
 
 def real_targets(real: Any) -> torch.Tensor:
-    targets = getattr(real, "targets", None)
-    if targets is None:
-        raise ValueError(f"real must expose .targets (like torchvision datasets), got {type(real).__name__}")
-    try:
-        t = torch.as_tensor(targets)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"real.targets must be a sequence of int labels, got {type(targets).__name__}") from None
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool or t.ndim != 1:
-        raise TypeError(f"real.targets must be 1-D int labels, got dtype {t.dtype} and shape {tuple(t.shape)}")
-    return t.long()
+    """The labels of a real dataset, read cheaply where it tells them (see :func:`dataset_labels`)."""
+    labels = dataset_labels(real)
+    if labels.ndim != 1:
+        raise TypeError(f"real labels must be 1-D, got shape {tuple(labels.shape)}")
+    return labels
 
 
 class MixedDataset(Dataset):
@@ -83,9 +79,14 @@ class MixedDataset(Dataset):
                 f"real labels must be in [0, {k - 1}] (the generator's classes), got values in "
                 f"[{int(targets.min())}, {int(targets.max())}]"
             )
-        real_classes = getattr(real, "classes", None)
+        real_classes = dataset_classes(real)
         if real_classes is not None and len(real_classes) != k:
             raise ValueError(f"real dataset has {len(real_classes)} classes, the generator {k}")
+        if real_classes is not None and list(real_classes) != list(model.classes):
+            # e.g. ImageFolder sorts names: the same index would mean another class.
+            raise ValueError(
+                f"expected the real classes in the generator's order {list(model.classes)}, got "
+                f"{list(real_classes)}; its labels would mean other classes")
         _check_shape(real, model)
         counts = np.bincount(targets.numpy(), minlength=k)
         if synthetic_fraction is not None:
@@ -109,6 +110,7 @@ class MixedDataset(Dataset):
         else:
             raise ValueError(f"balance must be 'uniform', 'match' or a {{class: count}} dict, got {balance!r}")
         self.real = real
+        self._real_targets = targets
         self.model = model
         self.synthetic_counts = syn_counts.astype(np.int64)
         n_syn = int(self.synthetic_counts.sum())
@@ -125,7 +127,7 @@ class MixedDataset(Dataset):
 
     @property
     def targets(self) -> torch.Tensor:
-        parts = [real_targets(self.real)]
+        parts = [self._real_targets]
         if self.synthetic is not None:
             parts.append(self.synthetic.targets)
         return torch.cat(parts)

@@ -120,14 +120,13 @@ class MNISTSample(VisionDataset):
 
 
 def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, C, H, W) and int64 labels of an MNIST-like dataset, without its transform."""
-    data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
-    if isinstance(data, torch.Tensor) and isinstance(targets, torch.Tensor):
-        images = data if data.ndim == 4 else data.unsqueeze(1)
-        return images.to(torch.uint8), targets.long()
-    raise ValueError(
-        f"expected a dataset with tensor .data and .targets (MNIST-like), got {type(dataset).__name__}"
-    )
+    """uint8 images (N, C, H, W) and int64 labels of a labelled dataset: straight from an in-memory
+    ``.data`` (MNIST- or CIFAR-style) when it has no transform, else one pass over its items."""
+    from genaug.data.labelled import labelled_images
+
+    if isinstance(dataset, tuple):
+        raise TypeError("expected a dataset, got a tuple; an (images, labels) pair is already tensors")
+    return labelled_images(dataset)
 
 
 def float_images(images: Any) -> torch.Tensor:

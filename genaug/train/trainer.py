@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from genaug._io import check_output_path, load_training_checkpoint, output_lock, save_training_checkpoint
 from genaug.checkpoint import load_module, save_module
+from genaug.data.labelled import dataset_classes
 from genaug.data.real import as_tensors, float_images
 from genaug.device import get_device
 from genaug.hub import load_generator
@@ -101,7 +102,7 @@ def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         classes = None
     else:
         images, labels = as_tensors(data)
-        classes = getattr(data, "classes", None)
+        classes = dataset_classes(data)
     images = float_images(images)
     if isinstance(labels, np.ndarray):
         labels = torch.from_numpy(labels)

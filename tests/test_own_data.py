@@ -1,0 +1,211 @@
+"""The user's own labelled images: any dataset type in Python, folders and .npz from the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_generator
+from PIL import Image
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+import genaug
+from genaug.cli import main
+from genaug.data import MixedDataset, MNISTSample
+from genaug.data.labelled import dataset_classes, dataset_labels, labelled_images
+from genaug.data.sources import open_image, resolve_data, resolve_splits, resolve_test_data
+
+TINY_CVAE = ["--set", 'model={"latent_dim": 4, "channels": [4, 8]}', "--set", 'tensorboard="off"']
+
+
+def write_folder(root, images, labels, classes):
+    """An ImageFolder layout: root/<class name>/<index>.png."""
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / classes[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        arr = img.permute(1, 2, 0).numpy()
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(folder / f"{i:05d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def digit_folders(tmp_path_factory):
+    """The bundled sample as class folders: 30 train and 10 test images per class."""
+    root = tmp_path_factory.mktemp("digits")
+    out = {}
+    for split, per in (("train", 30), ("test", 10)):
+        ds = MNISTSample(train=split == "train")
+        idx = torch.cat([(ds.targets == c).nonzero().squeeze(1)[:per] for c in range(10)])
+        write_folder(root / split, ds.data[idx][:, None], ds.targets[idx], [str(c) for c in range(10)])
+        out[split] = root / split
+    return out
+
+
+@pytest.fixture(scope="module")
+def rgb_folder(tmp_path_factory):
+    """Random RGB 32x32 images in three named classes."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return write_folder(tmp_path_factory.mktemp("rgb"), x, torch.arange(48) % 3, ["cat", "dog", "owl"])
+
+
+def test_labels_are_read_cheaply_from_every_kind_of_dataset(digit_folders):
+    sample = MNISTSample()
+    sub = Subset(sample, [0, 150, 999])
+    expected = sample.targets[[0, 150, 999]].tolist()
+    assert dataset_labels(sub).tolist() == expected
+    assert dataset_labels(ConcatDataset([sub, sub])).tolist() == expected * 2
+    folder = ImageFolder(str(digit_folders["train"]))
+    assert dataset_labels(folder).tolist() == [s[1] for s in folder.samples]
+    assert dataset_labels(TensorDataset(torch.zeros(3, 1, 8, 8), torch.tensor([2, 0, 1]))).tolist() == [2, 0, 1]
+
+    class OnePass(Dataset):  # tells nothing: read in one pass
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.zeros(1, 8, 8), torch.tensor(3 - i)
+
+    assert dataset_labels(OnePass()).tolist() == [3, 2, 1, 0]
+    assert dataset_classes(sub) == [str(c) for c in range(10)]
+    assert dataset_classes(ConcatDataset([sub, folder])) == [str(c) for c in range(10)]
+
+
+def test_cifar_style_arrays_and_list_targets_are_read_without_a_pass():
+    class CifarLike(Dataset):
+        classes = ["a", "b"]
+
+        def __init__(self):
+            self.data = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
+            self.targets = [0, 1, 1, 0]
+            self.transform = None
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            raise AssertionError("the images sit in .data: no item is read")
+
+    x, y = labelled_images(CifarLike())
+    assert x.shape == (4, 3, 8, 8) and y.tolist() == [0, 1, 1, 0]
+    assert torch.equal(x[1], torch.from_numpy(CifarLike().data[1]).permute(2, 0, 1))
+
+
+def test_images_of_different_sizes_name_one_file_of_each(tmp_path):
+    for name, size in (("a", 28), ("b", 32)):
+        (tmp_path / name).mkdir()
+        Image.new("L", (size, size)).save(tmp_path / name / "x.png")
+    data, _ = resolve_data(str(tmp_path))
+    with pytest.raises(ValueError, match=r"2 shapes .*a/x.png is \(1, 28, 28\), .*b/x.png is \(1, 32, 32\)"):
+        labelled_images(data)
+
+
+def test_folder_and_npz_refusals(tmp_path):
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "one" / "only" / "x.png")
+    with pytest.raises(ValueError, match=r"expected two or more class folders, got \['only'\]"):
+        resolve_data(str(tmp_path / "one"))
+    (tmp_path / "one" / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['empty'\] hold no files"):
+        resolve_data(str(tmp_path / "one"))
+    np.savez(tmp_path / "x.npz", pictures=np.zeros((2, 8, 8), np.uint8), labels=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"expected arrays 'images' and 'labels', got \['labels', 'pictures'\]"):
+        resolve_data(str(tmp_path / "x.npz"))
+    np.savez(tmp_path / "neg.npz", images=np.zeros((2, 8, 8), np.uint8), labels=np.array([0, -1]))
+    with pytest.raises(ValueError, match="expected labels >= 0, got minimum -1"):
+        resolve_data(str(tmp_path / "neg.npz"))
+    Image.new("RGBA", (8, 8)).save(tmp_path / "rgba.png")
+    with pytest.raises(ValueError, match="rgba.png: expected a grayscale \\(L\\) or RGB image, got mode 'RGBA'"):
+        open_image(str(tmp_path / "rgba.png"))
+
+
+def test_npz_round_trip_with_class_names(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=x, labels=np.arange(12) % 2, classes=np.array(["no", "yes"]))
+    data, description = resolve_data(str(tmp_path / "d.npz"))
+    images, labels = labelled_images(data)
+    assert images.shape == (12, 3, 16, 16) and torch.equal(images[5], torch.from_numpy(x[5]).permute(2, 0, 1))
+    assert dataset_classes(data) == ["no", "yes"] and description == "npz file d.npz"
+
+
+def test_val_split_is_seeded_and_disjoint():
+    train, held, _ = resolve_splits("sample", val_split=0.25, seed=3)
+    again, held_again, _ = resolve_splits("sample", val_split=0.25, seed=3)
+    assert len(train) == 750 and len(held) == 250 and held.indices == held_again.indices
+    assert not set(train.indices) & set(held.indices)
+    with pytest.raises(ValueError, match="has no test split of its own; give --test-data"):
+        resolve_test_data("my_digits.npz")
+
+
+def _items(ds, workers):
+    loader = DataLoader(ds, batch_size=16, num_workers=workers, shuffle=False)
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+@pytest.mark.parametrize("kind", ["subset", "concat", "folder"])
+def test_mixed_dataset_over_the_datasets_users_hold(kind, digit_folders):
+    gen = tiny_generator("vae")
+    to_tensor = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+    if kind == "folder":
+        real = ImageFolder(str(digit_folders["train"]), loader=open_image, transform=to_tensor)
+    else:
+        sample = MNISTSample(transform=to_tensor)
+        real = Subset(sample, list(range(0, 1000, 3)))
+        if kind == "concat":
+            real = ConcatDataset([real, Subset(sample, [1, 2])])
+    mixed = MixedDataset(real, gen, synthetic_fraction=0.5, output="pil", transform=to_tensor, seed=0)
+    assert len(mixed) == 2 * len(real)
+    assert torch.equal(mixed.targets[: len(real)], dataset_labels(real))
+    a, b = _items(mixed, 0), _items(mixed, 2)
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b, strict=True))
+
+
+def test_mixed_dataset_refuses_another_class_order(tmp_path):
+    # ImageFolder sorts names: folders 0..10 come as 0, 1, 10, 2, ...
+    gen = tiny_generator("vae", num_classes=11)
+    names = [str(c) for c in range(11)]
+    write_folder(tmp_path, torch.zeros(11, 1, 28, 28, dtype=torch.uint8), torch.arange(11), names)
+    real = ImageFolder(str(tmp_path), loader=open_image)
+    with pytest.raises(ValueError, match=r"generator's order \['0', '1', '2'.*got \['0', '1', '10', '2'"):
+        MixedDataset(real, gen, synthetic_fraction=0.5)
+
+
+def test_train_sample_export_judge_evaluate_on_a_folder(digit_folders, tmp_path, capsys):
+    train, test = str(digit_folders["train"]), str(digit_folders["test"])
+    run = tmp_path / "run"
+
+    def ok(*argv):
+        rc = main([str(a) for a in argv])
+        assert rc == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    ok("train", "cvae", "--data", train, "--max-steps", 3, "--batch-size", 16, "--out", run, "--no-progress",
+       *TINY_CVAE)
+    assert genaug.load_generator(run).provenance["training_data"] == "image folder train"
+    ok("sample", "--generator", run, "--per-class", 2, "--out", tmp_path / "grid.png")
+    ok("export", "--generator", run, "--per-class", 3, "--out", tmp_path / "s.h5", "--no-progress")
+    ok("judge", "train", "--data", train, "--test-data", test, "--epochs", 1, "--out", tmp_path / "judge",
+       "--no-progress")
+    out = ok("evaluate", "--generator", run, "--judge", tmp_path / "judge", "--data", train, "--test-data", test,
+             "--per-class", 5, "--tstr-epochs", 1)
+    assert "label_fidelity" in out
+    # Without a test set of its own, a folder asks for one instead of measuring on MNIST.
+    assert main(["evaluate", "--generator", str(run), "--judge", str(tmp_path / "judge"), "--data", train]) == 2
+    assert "has no test split of its own" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["cvae", "cdcgan"])
+def test_train_on_an_rgb_folder_and_an_npz(family, rgb_folder, tmp_path, capsys):
+    rc = main(["train", family, "--data", str(rgb_folder), "--max-steps", "2", "--batch-size", "8",
+               "--out", str(tmp_path / "a"), "--no-progress", "--set", 'tensorboard="off"'])
+    assert rc == 0, capsys.readouterr().err
+    gen = genaug.load_generator(tmp_path / "a")
+    assert gen.image_shape == (3, 32, 32) and gen.classes == ["cat", "dog", "owl"]
+    x, y = labelled_images(resolve_data(str(rgb_folder))[0])
+    np.savez(tmp_path / "d.npz", images=x.permute(0, 2, 3, 1).numpy(), labels=y.numpy())
+    rc = main(["train", family, "--data", str(tmp_path / "d.npz"), "--max-steps", "2", "--batch-size", "8",
+               "--out", str(tmp_path / "b"), "--no-progress", "--set", 'tensorboard="off"'])
+    assert rc == 0, capsys.readouterr().err
+    assert genaug.load_generator(tmp_path / "b").image_shape == (3, 32, 32)
