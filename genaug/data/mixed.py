@@ -82,8 +82,10 @@ class MixedDataset(Dataset):
         real_classes = dataset_classes(real)
         if real_classes is not None and len(real_classes) != k:
             raise ValueError(f"real dataset has {len(real_classes)} classes, the generator {k}")
-        if real_classes is not None and list(real_classes) != list(model.classes):
-            # e.g. ImageFolder sorts names: the same index would mean another class.
+        if (real_classes is not None and list(real_classes) != list(model.classes)
+                and sorted(real_classes) == sorted(model.classes)):
+            # The same names in another order (ImageFolder sorts them): an index would mean another class.
+            # Names that differ altogether (MNIST's "0 - zero" against "0") are matched by index.
             raise ValueError(
                 f"expected the real classes in the generator's order {list(model.classes)}, got "
                 f"{list(real_classes)}; its labels would mean other classes")

@@ -63,6 +63,11 @@ class TrainConfig(ModelConfig):
         judge: folder of a classifier saved with ``genaug.checkpoint.save_module``; when set,
             each epoch logs the class coverage (and, for conditional models, the label
             fidelity) of the fixed-noise samples.
+        data: "auto" keeps the images in device memory when they fit in ``cache_mb`` (as
+            float32) and streams them through a DataLoader otherwise; "memory" or "stream"
+            forces one. Both give the same batches, so a run may resume with the other.
+        cache_mb: the size (MiB of float32 images) up to which "auto" keeps data in memory.
+        num_workers: DataLoader workers when streaming.
 
     Example:
         >>> cfg = TrainConfig(family="cdcgan", epochs=3, lr=1e-4)
@@ -87,6 +92,9 @@ class TrainConfig(ModelConfig):
     tensorboard: str = "auto"
     progress: bool = True
     judge: str = ""
+    data: str = "auto"
+    cache_mb: int = 1024
+    num_workers: int = 2
 
     def __init__(self, family: str = "cvae", **kwargs: Any) -> None:
         loop = {f.name: f for f in dataclasses.fields(type(self))}
@@ -144,6 +152,9 @@ class TrainConfig(ModelConfig):
         check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
         check_choice("amp", self.amp, ("auto", "off"))
         check_choice("tensorboard", self.tensorboard, ("auto", "on", "off"))
+        check_choice("data", self.data, ("auto", "memory", "stream"))
+        check_int("cache_mb", self.cache_mb, minimum=0)
+        check_int("num_workers", self.num_workers, minimum=0)
 
     def __getattr__(self, name: str) -> Any:
         # Reached only when normal lookup fails: recipe fields read flat (the earlier layout).

@@ -26,12 +26,11 @@ from tqdm.auto import tqdm
 
 from genaug._io import check_output_path, load_training_checkpoint, output_lock, save_training_checkpoint
 from genaug.checkpoint import load_module, save_module
-from genaug.data.labelled import dataset_classes
-from genaug.data.real import as_tensors, float_images
 from genaug.device import get_device
 from genaug.hub import load_generator
 from genaug.models.classifier import Classifier
 from genaug.registry import RECIPES, make_config
+from genaug.train.batches import training_batches
 from genaug.train.config import TrainConfig
 from genaug.train.recipes.base import NonFiniteLossError, Recipe
 
@@ -97,32 +96,8 @@ def ema_with_warmup(decay: float) -> Any:
 
 def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Float images (N, C, H, W) in [0, 1], int64 labels and class names from a dataset or pair."""
-    if isinstance(data, tuple) and len(data) == 2:
-        images, labels = data
-        classes = None
-    else:
-        images, labels = as_tensors(data)
-        classes = dataset_classes(data)
-    images = float_images(images)
-    if isinstance(labels, np.ndarray):
-        labels = torch.from_numpy(labels)
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        what = f"dtype {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise TypeError(f"expected integer labels (a tensor or array), got {what}")
-    if labels.shape != (images.shape[0],):
-        raise ValueError(
-            f"expected {images.shape[0]} labels (one per image), got labels of shape {tuple(labels.shape)}"
-        )
-    labels = labels.long()
-    if int(labels.min()) < 0:
-        raise ValueError(f"expected labels >= 0, got minimum {int(labels.min())}")
-    num_classes = int(labels.max()) + 1
-    if classes is None:
-        classes = [str(i) for i in range(num_classes)]
-    classes = list(classes)
-    if len(classes) < num_classes:
-        raise ValueError(f"labels go up to {num_classes - 1} but only {len(classes)} classes are named")
-    return images, labels, classes
+    batches = training_batches(data, device=torch.device("cpu"), mode="memory")
+    return batches.images, batches.labels, batches.classes
 
 
 class Trainer:
@@ -130,8 +105,10 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        data: a dataset with tensor ``.data``/``.targets`` (MNIST-like) or an
-            ``(images, labels)`` pair; images uint8 or float in [0, 1].
+        data: any dataset of ``(image, int label)`` items (PIL images, tensors or arrays:
+            ImageFolder, MNIST, CIFAR-style, Subset, ...) or an ``(images, labels)`` pair;
+            images uint8 or float in [0, 1]. Kept in device memory when it fits in
+            ``config.cache_mb``, else streamed through a DataLoader (``config.data``).
         out_dir: where checkpoints, the shareable generator, grids and logs go.
         data_name: recorded in the generator card as the training data.
         resume: continue from ``out_dir/checkpoint.pt`` (which must exist).
@@ -170,16 +147,16 @@ class Trainer:
         if self.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
-        images, labels, classes = prepare_data(data)
-        self.classes = classes
-        self.images = images.to(self.device)
-        self.labels = labels.to(self.device)
-        n_local = len(labels) // self.world
+        # Images in device memory when they fit in cache_mb, else streamed batch by batch.
+        self.batches = training_batches(data, device=self.device, mode=config.data, cache_mb=config.cache_mb,
+                                        num_workers=config.num_workers)
+        classes = self.classes = self.batches.classes
+        n_local = len(self.batches) // self.world
         if n_local < config.batch_size:
             raise ValueError(
                 f"batch_size must be <= the images per process ({n_local}), got {config.batch_size}"
             )
-        image_shape = tuple(images.shape[1:])
+        image_shape = self.batches.image_shape
         preset = config.preset
         self.model_cfg = make_config(
             preset.model, config.model_config(image_shape=image_shape, num_classes=len(classes))
@@ -204,7 +181,7 @@ class Trainer:
             else None
         )
         self.sampler = DistributedSampler(
-            range(len(labels)), num_replicas=self.world, rank=self.rank,
+            range(len(self.batches)), num_replicas=self.world, rank=self.rank,
             shuffle=True, seed=config.seed, drop_last=True,
         )
         self.step = 0
@@ -219,8 +196,8 @@ class Trainer:
         self.fixed_labels = self._grid_labels()
         self.fixed_noise = torch.randn(len(self.fixed_labels), self.model_cfg.latent_dim, generator=g) \
             if hasattr(self.model_cfg, "latent_dim") else None
-        pick = torch.randperm(len(labels), generator=g)[:64].to(self.device)
-        self.fixed_real, self.fixed_real_labels = self.images[pick], self.labels[pick]
+        pick = torch.randperm(len(self.batches), generator=g)[:64]
+        self.fixed_real, self.fixed_real_labels = self.batches.take(pick)
         self.judge = self._load_judge(config.judge) if config.judge else None
         if resuming:
             self.load_checkpoint(self.out_dir / CHECKPOINT_NAME)
@@ -342,7 +319,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         state = load_training_checkpoint(path)
-        ignored = ("epochs", "max_steps", "progress", "device")
+        ignored = ("epochs", "max_steps", "progress", "device", "data", "cache_mb", "num_workers")
         try:
             saved_cfg = TrainConfig.from_saved(state["config"]).to_dict()
         except ValueError as err:
@@ -481,16 +458,16 @@ class Trainer:
         while self.epoch < cfg.epochs:
             # Data order: a permutation of (seed, epoch), sharded by rank.
             self.sampler.set_epoch(self.epoch)
-            order = torch.tensor(list(self.sampler), device=self.device)
+            order = torch.tensor(list(self.sampler))
             n_batches = len(order) // bs
+            batches = self.batches.epoch(order, bs, self.batch_in_epoch)
             bar = tqdm(
                 total=n_batches, initial=self.batch_in_epoch, desc=f"{cfg.family} epoch {self.epoch + 1}/{cfg.epochs}",
                 disable=not (cfg.progress and self.is_main), dynamic_ncols=True, leave=True, file=sys.stderr,
             )
             t0, seen = time.perf_counter(), 0
             while self.batch_in_epoch < n_batches:
-                idx = order[self.batch_in_epoch * bs : (self.batch_in_epoch + 1) * bs]
-                x, y = self.images[idx], self.labels[idx]
+                x, y = next(batches)
                 if cfg.recipe.input_range == "tanh":
                     x = x * 2 - 1
 
@@ -522,6 +499,7 @@ class Trainer:
                             for k, v in losses.items():
                                 self.writer.add_scalar(f"loss/{k}", float(v), self.step)
                 if finishing:
+                    batches.close()  # stops the DataLoader's workers when streaming
                     bar.close()
                     self.write_grid()
                     self.save_checkpoint()
