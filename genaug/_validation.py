@@ -62,7 +62,7 @@ def check_image_shape(name: str, value: Any, *, multiple_of: int = 4) -> tuple[i
     if h % multiple_of or w % multiple_of:
         raise ValueError(
             f"{name} must have H and W divisible by {multiple_of} (two stride-2 stages), "
-            f"got {tuple(value)}"
+            f"got {tuple(value)}; resize the data to such a size (CLI: --resize H,W)"
         )
     return (c, h, w)
 

@@ -123,10 +123,15 @@ def _run_folder_free(flag: str, path: str | os.PathLike[str], overwrite: bool) -
     check_output_path(p, name=flag, overwrite=True, kind="folder")
 
 
-def _load_data(name: str, root: str | None, download: bool) -> tuple[Any, str]:
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What --resize, --mode, --classes and --skip-bad-files ask of the data."""
+    return {"resize": args.resize, "mode": args.mode, "classes": args.classes, "skip_bad_files": args.skip_bad_files}
+
+
+def _load_data(args: argparse.Namespace) -> tuple[Any, str]:
     from genaug.data.sources import resolve_data
 
-    return resolve_data(name, root, download=download)
+    return resolve_data(args.data, args.data_root, download=args.download, **_data_options(args))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -167,7 +172,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(settings)
         if distributed:
             _init_distributed(cfg)
-        data, data_name = _load_data(args.data, args.data_root, args.download)
+        data, data_name = _load_data(args)
         trainer = Trainer(cfg, data, out_dir=out, data_name=data_name, resume=bool(args.resume),
                           overwrite=args.overwrite, command=_command_line())
         result = trainer.fit()
@@ -390,7 +395,7 @@ def _splits(args: argparse.Namespace, download: bool = False) -> tuple[Any, Any,
     from genaug.data.sources import resolve_splits
 
     return resolve_splits(args.data, args.data_root, test=args.test_data, val_split=args.val_split,
-                          seed=args.seed, download=download)
+                          seed=args.seed, download=download, **_data_options(args))
 
 
 def _judge(args: argparse.Namespace) -> int:
@@ -433,7 +438,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--judge {args.judge}: expected a classifier written by 'genaug judge train', "
                          f"got a {card.get('family')!r} {card.get('part')!r}")
     judge = judge.to(device)
-    data, test, _ = _splits(args)
+    data, test, _ = _splits(args, getattr(args, 'download', False))
     x, y = as_tensors(data)
     tx, ty = as_tensors(test)
     report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
@@ -457,6 +462,31 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or H,W (positive integers), got {text!r}")
+    return (values[0], values[-1])
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if len(names) < 2 or not all(names):
+        raise argparse.ArgumentTypeError(f"expected two or more comma-separated class names, got {text!r}")
+    return names
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", type=_size, metavar="H[,W]", help="resize every image to H x W (H x H)")
+    p.add_argument("--mode", choices=("L", "RGB"), help="convert every image to grayscale (L) or RGB")
+    p.add_argument("--classes", type=_names, help="comma-separated class names, in label order")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="leave unreadable files of a folder out (listed in the card) instead of stopping")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genaug._version import __version__
 
@@ -473,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one of: {', '.join(list_training_families())}")
     p.add_argument("--data", default="sample", help=DATA_HELP)
     p.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENAUG_DATA)")
+    _data_flags(p)
     p.add_argument("--download", action="store_true", help="download MNIST if missing")
     p.add_argument("--epochs", type=COUNT)
     p.add_argument("--batch-size", type=COUNT)
@@ -536,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="sample", help=DATA_HELP)
     p.add_argument("--test-data", help="the test set, in any --data form (default: the data's own test split)")
     p.add_argument("--val-split", type=FRACTION, help="instead, hold out this fraction of --data (seeded)")
-    p.add_argument("--data-root")
+    p.add_argument("--data-root", help="folder holding MNIST/raw or a torchvision dataset's files")
+    _data_flags(p)
     p.add_argument("--download", action="store_true")
     p.add_argument("--epochs", type=COUNT, default=1, help="pretraining epochs")
     p.add_argument("--backbone", help="use this training output folder instead of pretraining")
@@ -554,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help=DATA_HELP)
     p.add_argument("--test-data", help="the test set, in any --data form (default: the data's own test split)")
     p.add_argument("--val-split", type=FRACTION, help="instead, hold out this fraction of --data (seeded)")
-    p.add_argument("--data-root")
+    p.add_argument("--data-root", help="folder holding MNIST/raw or a torchvision dataset's files")
+    _data_flags(p)
     p.add_argument("--download", action="store_true")
     p.add_argument("--epochs", type=COUNT, default=5)
     p.add_argument("--seed", type=SEED, default=0)
@@ -572,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help=DATA_HELP)
     p.add_argument("--test-data", help="the test set, in any --data form (default: the data's own test split)")
     p.add_argument("--val-split", type=FRACTION, help="instead, hold out this fraction of --data (seeded)")
-    p.add_argument("--data-root")
+    p.add_argument("--data-root", help="folder holding MNIST/raw or a torchvision dataset's files")
+    _data_flags(p)
     p.add_argument("--per-class", type=COUNT, default=1000)
     p.add_argument("--tstr-epochs", type=COUNT, default=3)
     p.add_argument("--truncation", type=TRUNCATION, default=1.0, help="scale of the latent noise when sampling")

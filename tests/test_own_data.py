@@ -97,9 +97,11 @@ def test_images_of_different_sizes_name_one_file_of_each(tmp_path):
     for name, size in (("a", 28), ("b", 32)):
         (tmp_path / name).mkdir()
         Image.new("L", (size, size)).save(tmp_path / name / "x.png")
-    data, _ = resolve_data(str(tmp_path))
+    with pytest.raises(ValueError, match=r"one size, got .*a/x.png is 28x28, .*b/x.png is 32x32; pass --resize"):
+        resolve_data(str(tmp_path))
+    # A dataset built without that check is named the same way when its images are read.
     with pytest.raises(ValueError, match=r"2 shapes .*a/x.png is \(1, 28, 28\), .*b/x.png is \(1, 32, 32\)"):
-        labelled_images(data)
+        labelled_images(ImageFolder(str(tmp_path), loader=open_image))
 
 
 def test_folder_and_npz_refusals(tmp_path):
@@ -209,3 +211,62 @@ def test_train_on_an_rgb_folder_and_an_npz(family, rgb_folder, tmp_path, capsys)
                "--out", str(tmp_path / "b"), "--no-progress", "--set", 'tensorboard="off"'])
     assert rc == 0, capsys.readouterr().err
     assert genaug.load_generator(tmp_path / "b").image_shape == (3, 32, 32)
+
+
+def test_mixed_sizes_and_modes_are_refused_early_unless_resized(tmp_path, capsys):
+    for c, (mode, size) in enumerate([("L", 28), ("RGB", 32)]):
+        (tmp_path / "d" / f"c{c}").mkdir(parents=True)
+        for i in range(8):
+            Image.new(mode, (size, size), color=40 * i if mode == "L" else (40 * i, 0, 0)).save(
+                tmp_path / "d" / f"c{c}" / f"{i}.png")
+    folder = str(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"expected images of one mode, L or RGB, got .*c0/0.png is L, .*is RGB"):
+        resolve_data(folder)
+    with pytest.raises(ValueError, match=r"expected images of one size, got .*is 28x28, .*is 32x32; pass --resize"):
+        resolve_data(folder, mode="L")
+    data, _ = resolve_data(folder, mode="L", resize=(16, 20))
+    x, y = labelled_images(data)
+    assert x.shape == (16, 1, 16, 20) and y.tolist() == [0] * 8 + [1] * 8
+    rc = main(["train", "cvae", "--data", folder, "--mode", "RGB", "--resize", "16", "--max-steps", "1",
+               "--batch-size", "8", "--out", str(tmp_path / "run"), "--no-progress", "--set", 'tensorboard="off"'])
+    assert rc == 0, capsys.readouterr().err
+    assert genaug.load_generator(tmp_path / "run").image_shape == (3, 16, 16)
+
+
+def test_bad_files_are_named_or_skipped_and_listed_in_the_card(digit_folders, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "d"
+    shutil.copytree(digit_folders["test"], folder)
+    (folder / "3" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"3/broken.png: not a readable image \(1 such file"):
+        resolve_data(str(folder))
+    data, description = resolve_data(str(folder), skip_bad_files=True)
+    assert len(data) == 100 and description.endswith("1 unreadable files left out")
+    rc = main(["train", "cvae", "--data", str(folder), "--skip-bad-files", "--max-steps", "1", "--batch-size", "8",
+               "--out", str(tmp_path / "run"), "--no-progress", *TINY_CVAE])
+    assert rc == 0, capsys.readouterr().err
+    assert genaug.load_generator(tmp_path / "run").provenance["skipped_files"] == [str(folder / "3" / "broken.png")]
+
+
+def test_class_names_from_the_command_line(tmp_path, capsys):
+    x = np.zeros((8, 8, 8), np.uint8)
+    np.savez(tmp_path / "d.npz", images=x, labels=np.arange(8) % 2)
+    data, _ = resolve_data(str(tmp_path / "d.npz"), classes=["left", "right"])
+    assert dataset_classes(data) == ["left", "right"]
+    with pytest.raises(ValueError, match=r"--classes expects 2 distinct names"):
+        resolve_data(str(tmp_path / "d.npz"), classes=["a", "b", "c"])
+
+
+def test_torchvision_datasets_by_name_never_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--data torchvision:KMNIST: not found under .*pass --download"):
+        resolve_data("torchvision:KMNIST", tmp_path)
+    with pytest.raises(ValueError, match="torchvision.datasets has no dataset class 'Nope'"):
+        resolve_data("torchvision:Nope", tmp_path)
+    assert not any(tmp_path.iterdir()), "nothing was downloaded or created"
+
+
+@pytest.mark.full_mnist
+def test_torchvision_mnist_by_name_is_mnist(mnist_root):
+    data, description = resolve_data("torchvision:MNIST", mnist_root)
+    assert len(data) == 60000 and description.startswith("torchvision MNIST train")

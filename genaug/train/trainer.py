@@ -151,6 +151,7 @@ class Trainer:
         self.batches = training_batches(data, device=self.device, mode=config.data, cache_mb=config.cache_mb,
                                         num_workers=config.num_workers)
         classes = self.classes = self.batches.classes
+        self.skipped_files = [str(f) for f in getattr(data, "skipped_files", None) or []]
         n_local = len(self.batches) // self.world
         if n_local < config.batch_size:
             raise ValueError(
@@ -372,6 +373,7 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             **({"command": self.command} if self.command else {}),
             **({"init": self.init_provenance} if self.init_provenance else {}),
+            **({"skipped_files": self.skipped_files} if self.skipped_files else {}),
         }
 
     def save_outputs(self) -> None:
