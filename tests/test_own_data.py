@@ -270,3 +270,41 @@ def test_torchvision_datasets_by_name_never_download(tmp_path):
 def test_torchvision_mnist_by_name_is_mnist(mnist_root):
     data, description = resolve_data("torchvision:MNIST", mnist_root)
     assert len(data) == 60000 and description.startswith("torchvision MNIST train")
+
+
+SHAPES = [(3, 32, 32), (1, 64, 64), (3, 28, 36)]
+
+
+@pytest.fixture(scope="module")
+def shaped_npz(tmp_path_factory):
+    """An .npz of random images per shape, four classes."""
+    root = tmp_path_factory.mktemp("shapes")
+    out = {}
+    for c, h, w in SHAPES:
+        x = np.random.default_rng(c * h * w).integers(0, 256, (32, h, w, c), dtype=np.uint8)
+        path = root / f"{c}x{h}x{w}.npz"
+        np.savez(path, images=x, labels=np.arange(32) % 4)
+        out[(c, h, w)] = path
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_every_family_trains_on_each_shape_from_the_api_and_the_cli(shape, shaped_npz, tmp_path, capsys):
+    from genaug.train import TrainConfig, Trainer, list_training_families
+
+    data, _ = resolve_data(str(shaped_npz[shape]))
+    for family in list_training_families():
+        cfg = TrainConfig(family=family, max_steps=1, batch_size=8, progress=False, device="cpu",
+                          tensorboard="off")
+        trainer = Trainer(cfg, data, out_dir=tmp_path / "api" / family)
+        trainer.fit()
+        assert trainer.batches.image_shape == shape, family
+        rc = main(["train", family, "--data", str(shaped_npz[shape]), "--max-steps", "1", "--batch-size", "8",
+                   "--out", str(tmp_path / "cli" / family), "--no-progress", "--set", 'tensorboard="off"'])
+        assert rc == 0, (family, capsys.readouterr().err)
+        if family != "autoencoder":
+            gen = genaug.load_generator(tmp_path / "cli" / family)
+            assert gen.image_shape == shape
+            labels = torch.arange(4) if gen.num_classes else torch.full((4,), -1)
+            assert gen.sample(labels).shape == (4, *shape)
