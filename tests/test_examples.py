@@ -68,3 +68,19 @@ def test_pretrain_cli_semi_supervised_gan(tmp_path):
 
     clf, card = load_module(tmp_path / "classifier")
     assert isinstance(clf, SSGANDiscriminator) and card["provenance"]["labels"] == 50
+
+
+def test_coloured_digits_folder_example_writes_an_rgb_folder_genaug_trains_on(tmp_path):
+    from genaug.cli import main
+
+    out = tmp_path / "coloured"
+    res = subprocess.run([sys.executable, str(REPO / "examples" / "coloured_digits_folder.py"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [str(c) for c in range(10)]
+    assert sum(1 for _ in out.rglob("*.png")) == 1000
+    assert main(["train", "cdcgan", "--data", str(out), "--max-steps", "1", "--batch-size", "8", "--no-progress",
+                 "--out", str(tmp_path / "run"), "--set", 'tensorboard="off"']) == 0
+    import genaug
+
+    assert genaug.load_generator(tmp_path / "run").image_shape == (3, 32, 32)
