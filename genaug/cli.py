@@ -9,6 +9,7 @@ later (a non-finite loss, a full disk) reports one line with exit status 1. Set
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -643,6 +644,11 @@ def main(argv: list[str] | None = None) -> int:
         message = err.strerror if isinstance(err, OSError) and err.strerror and not err.filename else err
         print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
         return 2
+    except OSError as err:  # a write that met a full disk outside genaug's own checks (a log line, a grid)
+        if debug or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"{prog}: error: {err.filename or 'an output file'}: the disk is full ({err.strerror})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

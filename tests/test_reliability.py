@@ -549,3 +549,17 @@ def test_a_shard_with_no_items_is_written_and_read(tmp_path):
     assert len(HDF5Dataset(shards[0])) == 0 and len(HDF5Dataset(master)) == 40
     a, b = h5_contents(single), h5_contents(master)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_a_full_disk_anywhere_in_a_command_is_one_line_exit_1(monkeypatch, capsys, tmp_path):
+    import errno
+
+    import genaug.cli as cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "log.jsonl"))
+
+    monkeypatch.setattr(cli, "_list", full)
+    rc, _, err = _run(["list"], capsys)
+    expected = f"genaug list: error: {tmp_path / 'log.jsonl'}: the disk is full (No space left on device)"
+    assert rc == 1 and err.strip() == expected
