@@ -16,12 +16,14 @@ from genaug.train import TrainConfig, Trainer  # noqa: E402
 
 def main() -> None:
     out = Path(sys.argv[1])
+    data = sys.argv[2] if len(sys.argv) > 2 else "auto"  # "stream": read batches through a DataLoader
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     state = {}
     for family, model in (("cdcgan", "dcgan"), ("cvae", "vae")):
         cfg = TrainConfig(family=family, model=dict(TINY_MODEL[model]), batch_size=16, max_steps=6,
-                          progress=False, device="cpu", tensorboard="off", checkpoint_every=0)
+                          progress=False, device="cpu", tensorboard="off", checkpoint_every=0, data=data,
+                          num_workers=0)
         trainer = Trainer(cfg, MNISTSample(), out_dir=out / "run" if family == "cdcgan" else out / family)
         if family == "cdcgan" and rank == 0:
             init = {f"{family}.{n}.{k}": v.clone() for n, net in trainer.step_impl.nets.items()

@@ -208,6 +208,13 @@ def test_ddp_two_gloo_processes_keep_identical_weights(tmp_path):
     assert init.keys() <= r0.keys()
     assert any(not torch.equal(init[k], r0[k]) for k in init)  # it trained
     assert (out / "run" / "config.json").is_file()  # rank 0 wrote the outputs
+    # Streamed through a DataLoader, each rank reads its DistributedSampler shard: the same run.
+    streamed = tmp_path / "ddp-stream"
+    res = subprocess.run([*cmd[:-1], str(streamed), "stream"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    s0 = load_file(str(streamed / "rank0.safetensors"))
+    assert s0.keys() == r0.keys() and all(torch.equal(s0[k], r0[k]) for k in r0)
 
 
 def test_mode_collapse_signals_with_a_judge(sample, tmp_path):
