@@ -439,7 +439,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--judge {args.judge}: expected a classifier written by 'genaug judge train', "
                          f"got a {card.get('family')!r} {card.get('part')!r}")
     judge = judge.to(device)
-    data, test, _ = _splits(args, getattr(args, 'download', False))
+    data, test, _ = _splits(args)
     x, y = as_tensors(data)
     tx, ty = as_tensors(test)
     report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
