@@ -139,6 +139,15 @@ def _fast_images(dataset: Any) -> torch.Tensor | None:
     return data.contiguous() if data.ndim == 4 and data.shape[1] in (1, 3) else None
 
 
+def check_dataset(data: Any) -> None:
+    """Refuse what is not a non-empty map-style dataset (an ``(images, labels)`` pair is checked apart)."""
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise TypeError(f"expected a dataset of (image, label) items or an (images, labels) pair, "
+                        f"got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError("expected a non-empty dataset, got 0 items")
+
+
 def labelled_images(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, C, H, W) and int64 labels of a dataset or an ``(images, labels)`` pair.
 
@@ -152,11 +161,7 @@ def labelled_images(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"expected images as a tensor or array, got {type(images).__name__}")
         return images, _int_labels(labels, "labels")
-    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        raise TypeError(f"expected a dataset of (image, label) items or an (images, labels) pair, "
-                        f"got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("expected a non-empty dataset, got 0 items")
+    check_dataset(data)
     images = _fast_images(data)
     if images is not None:
         return images, dataset_labels(data)

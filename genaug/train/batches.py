@@ -17,6 +17,7 @@ from genaug.data.labelled import (
     _fast_images,
     _item_name,
     _label,
+    check_dataset,
     dataset_classes,
     dataset_labels,
     image_tensor,
@@ -132,11 +133,7 @@ def training_batches(data: Any, *, device: torch.device, mode: str = "auto", cac
         images = float_images(images)
         labels = _check_labels(labels, images.shape[0])
         return InMemoryBatches(images, labels, _class_names(None, labels), device)
-    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        raise TypeError(f"expected a dataset of (image, label) items or an (images, labels) pair, "
-                        f"got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("expected a non-empty dataset, got 0 items")
+    check_dataset(data)
     classes = dataset_classes(data)
     fast = _fast_images(data) if mode != "stream" else None
     shape = tuple(fast.shape[1:]) if fast is not None else tuple(image_tensor(data[0][0], 0).shape)
