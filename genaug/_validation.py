@@ -60,11 +60,20 @@ def check_image_shape(name: str, value: Any, *, multiple_of: int = 4) -> tuple[i
         raise ValueError(f"{name} must be three positive ints (C, H, W), got {value!r}")
     c, h, w = value
     if h % multiple_of or w % multiple_of:
+        stages = multiple_of.bit_length() - 1
+        what = f"{stages} stride-2 stage{'s' if stages != 1 else ''}" if multiple_of == 2**stages else "the layers"
         raise ValueError(
-            f"{name} must have H and W divisible by {multiple_of} (two stride-2 stages), "
-            f"got {tuple(value)}; resize the data to such a size (CLI: --resize H,W)"
+            f"{name} must have H and W divisible by {multiple_of} ({what}), got {tuple(value)}; "
+            f"{resize_hint(h, w, multiple_of)}"
         )
     return (c, h, w)
+
+
+def resize_hint(h: int, w: int, multiple_of: int, minimum: int = 1) -> str:
+    """How to make (h, w) a size the model takes: the nearest larger multiples, on the CLI and in Python."""
+    th, tw = (max(minimum, -(-v // multiple_of) * multiple_of) for v in (h, w))
+    return (f"resize the images, e.g. to {th}x{tw} (CLI: --resize {th},{tw}; Python: "
+            f"torchvision.transforms.v2.Resize(({th}, {tw})))")
 
 
 def check_int_tuple(name: str, value: Any, *, minimum: int = 1) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from genaug.models import (
     make_config,
 )
 from genaug.models.autoencoder import VAE
+from genaug.models.layers import stride2_stages
 
 X = torch.rand(4, 1, 28, 28)
 Y = torch.tensor([0, 3, 9, 3])
@@ -199,3 +200,57 @@ def test_unknown_config_field_and_family():
         make_config("vae", {"latent": 3})
     with pytest.raises(ValueError, match="unknown model family 'vqvae'"):
         build_model("vqvae")
+
+
+@pytest.mark.parametrize(("shape", "stages"), [((1, 28, 28), 2), ((1, 16, 16), 2), ((3, 32, 32), 3),
+                                               ((3, 64, 64), 4), ((3, 28, 36), 2), ((1, 48, 48), 3),
+                                               ((1, 8, 8), 2), ((3, 128, 96), 4)])
+def test_stride2_stages_follow_the_image_size(shape, stages):
+    assert stride2_stages(shape) == stages
+    for family in ("autoencoder", "vae", "dcgan", "began", "classifier"):
+        cfg = make_config(family, {"image_shape": shape})
+        assert {len(v) for k, v in cfg.to_dict().items() if k.endswith("channels")} == {stages}, family
+        model = build_model(family, {"image_shape": shape, **({"num_classes": 3} if family != "autoencoder" else {})})
+        if family in ("dcgan", "began"):
+            labels = torch.tensor([0, 2])
+            assert model.generator(torch.randn(2, cfg.latent_dim), labels).shape == (2, *shape)
+            assert model.discriminator(torch.rand(2, *shape) * 2 - 1, labels).shape[0] == 2
+        elif family == "classifier":
+            assert model(torch.rand(2, *shape)).shape == (2, 3)
+        else:
+            x = torch.rand(2, *shape)
+            out = model(x, torch.tensor([0, 2])) if family == "vae" else model(x)
+            assert (out[0] if isinstance(out, tuple) else out).shape == (2, *shape)
+
+
+def test_28x28_keeps_the_source_layer_shapes_and_widths_scale_per_stage():
+    assert make_config("autoencoder", {}).channels == (16, 32)
+    dc = make_config("dcgan", {})
+    assert (dc.g_channels, dc.d_channels) == ((128, 64), (32, 64))
+    assert make_config("classifier", {}).channels == (32, 64)
+    big = make_config("dcgan", {"image_shape": (3, 64, 64), "d_width": 64})
+    assert (big.g_channels, big.d_channels) == ((512, 256, 128, 64), (64, 128, 256, 512))
+    # Explicit channels win; a width that contradicts them is refused; a round trip keeps both.
+    explicit = make_config("dcgan", {"image_shape": (3, 64, 64), "g_channels": (32, 16)})
+    assert explicit.g_channels == (32, 16) and explicit.g_width == 16
+    assert make_config("dcgan", explicit.to_dict()) == explicit
+    with pytest.raises(ValueError, match=r"g_width must match g_channels's last \(finest\) stage"):
+        make_config("dcgan", {"g_channels": (32, 16), "g_width": 8})
+    # A user's per-stage channels replace the preset's width for them (cdcgan's preset sets d_width 64).
+    from genaug.train import TrainConfig
+
+    cfg = TrainConfig(family="cdcgan", model={"d_channels": (8, 16)})
+    built = make_config("dcgan", cfg.model_config(image_shape=(1, 28, 28), num_classes=10))
+    assert built.d_channels == (8, 16)
+    assert make_config("dcgan", TrainConfig(family="cdcgan").model_config(
+        image_shape=(1, 28, 28), num_classes=10)).d_channels == (64, 128)
+
+
+def test_a_shape_no_stage_count_fits_names_the_shapes_taken_and_the_resize():
+    with pytest.raises(ValueError) as info:
+        make_config("dcgan", {"image_shape": (3, 30, 30)})
+    msg = str(info.value)
+    assert "DCGANConfig.image_shape must have H and W divisible by 4 and at least 8" in msg
+    assert "(3, 30, 30)" in msg and "--resize 32,32" in msg and "(3, 64, 64)" in msg
+    with pytest.raises(ValueError, match=r"divisible by 8 \(3 stride-2 stages\), got \(1, 28, 28\).*--resize 32,32"):
+        make_config("vae", {"image_shape": (1, 28, 28), "channels": (4, 8, 16)})

@@ -11,9 +11,16 @@ import dataclasses
 import torch
 from torch import nn
 
-from genaug._validation import check_image_shape, check_int, check_int_tuple
+from genaug._validation import check_image_shape, check_int
 from genaug.models.config import ModelConfig
-from genaug.models.layers import ConvDecoder, ConvEncoder, feature_trunk, join_label_maps, join_label_vector
+from genaug.models.layers import (
+    ConvDecoder,
+    ConvEncoder,
+    feature_trunk,
+    join_label_maps,
+    join_label_vector,
+    resolve_stage_channels,
+)
 from genaug.registry import register_model
 
 
@@ -24,17 +31,22 @@ class AutoencoderConfig(ModelConfig):
     Args:
         image_shape: (C, H, W); H and W divisible by 2 ** len(channels).
         latent_dim: size of the code.
-        channels: output channels of the stride-2 encoder convolutions.
+        channels: output channels of the stride-2 encoder convolutions (the decoder mirrors
+            them). None: one stage per halving of the image size (see
+            :func:`~genaug.models.layers.stride2_stages`; two at 28x28), ``width`` channels
+            first, doubling per stage: (16, 32) at 28x28, (16, 32, 64, 128) at 64x64.
+        width: channels of the first stage when ``channels`` is None (default 16).
         kernel_size: convolution kernel size.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
     latent_dim: int = 20
-    channels: tuple[int, ...] = (16, 32)
+    channels: tuple[int, ...] | None = None
+    width: int | None = None
     kernel_size: int = 5
 
     def __post_init__(self) -> None:
-        self.channels = check_int_tuple("channels", self.channels)
+        resolve_stage_channels(self, "channels", "width", 16)
         self.image_shape = check_image_shape(
             "image_shape", self.image_shape, multiple_of=2 ** len(self.channels)
         )

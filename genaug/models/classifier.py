@@ -7,8 +7,9 @@ import dataclasses
 import torch
 from torch import nn
 
-from genaug._validation import check_float, check_image_shape, check_int, check_int_tuple
+from genaug._validation import check_float, check_image_shape, check_int
 from genaug.models.config import ModelConfig
+from genaug.models.layers import resolve_stage_channels
 from genaug.registry import register_model
 
 
@@ -19,19 +20,23 @@ class ClassifierConfig(ModelConfig):
     Args:
         image_shape: (C, H, W) of inputs in [0, 1].
         num_classes: number of classes (>= 2).
-        channels: convolution channels; each stage halves H and W.
+        channels: convolution channels; each stage halves H and W. None: one stage per
+            halving of the image size (two at 28x28, four at 64x64), ``width`` first,
+            doubling per stage.
+        width: channels of the first stage when ``channels`` is None (default 32).
         hidden: width of the dense feature layer.
         dropout: dropout before the last layer.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 10
-    channels: tuple[int, ...] = (32, 64)
+    channels: tuple[int, ...] | None = None
+    width: int | None = None
     hidden: int = 128
     dropout: float = 0.25
 
     def __post_init__(self) -> None:
-        self.channels = check_int_tuple("channels", self.channels)
+        resolve_stage_channels(self, "channels", "width", 32)
         self.image_shape = check_image_shape(
             "image_shape", self.image_shape, multiple_of=2 ** len(self.channels)
         )

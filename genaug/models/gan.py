@@ -35,6 +35,7 @@ from genaug.models.layers import (
     join_label_vector,
     norm_1d,
     norm_2d,
+    resolve_stage_channels,
 )
 from genaug.registry import register_model
 
@@ -228,23 +229,31 @@ class DCGANConfig(GANConfigBase):
     Args:
         g_dense: width of G's first dense layer.
         g_channels: channels of G's feature maps, coarsest first; one stride-2 stage each.
+            None: one stage per halving of the image size (see
+            :func:`~genaug.models.layers.stride2_stages`), ``g_width`` at the finest,
+            doubling towards the coarsest: (128, 64) at 28x28, (512, 256, 128, 64) at 64x64.
+        g_width: G's finest-stage channels when ``g_channels`` is None (default 64).
         d_arch: "pool" or "strided".
-        d_channels: D's convolution channels.
+        d_channels: D's convolution channels. None: one per stage, ``d_width`` first,
+            doubling: (32, 64) at 28x28, (32, 64, 128, 256) at 64x64.
+        d_width: D's first-stage channels when ``d_channels`` is None (default 32).
         d_dense: width of D's dense layer (0: none).
         d_norm: "none", "batch" or "layer" normalisation in D (not on its first layer).
             Use "none" or "layer" with a gradient penalty.
     """
 
     g_dense: int = 1024
-    g_channels: tuple[int, ...] = (128, 64)
+    g_channels: tuple[int, ...] | None = None
+    g_width: int | None = None
     d_arch: str = "pool"
-    d_channels: tuple[int, ...] = (32, 64)
+    d_channels: tuple[int, ...] | None = None
+    d_width: int | None = None
     d_dense: int = 1024
     d_norm: str = "none"
 
     def __post_init__(self) -> None:
-        self.g_channels = check_int_tuple("g_channels", self.g_channels)
-        self.d_channels = check_int_tuple("d_channels", self.d_channels)
+        resolve_stage_channels(self, "g_channels", "g_width", 64, coarse_first=True)
+        resolve_stage_channels(self, "d_channels", "d_width", 32)
         self._check_common(multiple_of=2 ** max(len(self.g_channels), len(self.d_channels)))
         check_int("g_dense", self.g_dense, minimum=1)
         check_choice("d_arch", self.d_arch, ("pool", "strided"))
@@ -372,18 +381,24 @@ class BEGANConfig(GANConfigBase):
     Args:
         latent_dim: G's noise size.
         g_channels: G's channels from the lowest resolution up (each stage doubles H and W).
+            None: derived from the image size like DCGAN's, ``g_width`` at the finest.
+        g_width: G's finest-stage channels when ``g_channels`` is None (default 64).
         d_channels: channels of the discriminator's encoder (and, reversed, its decoder).
+            None: derived from the image size, ``d_width`` first.
+        d_width: the encoder's first-stage channels when ``d_channels`` is None (default 32).
         d_latent: size of the discriminator's bottleneck code.
     """
 
     latent_dim: int = 64
-    g_channels: tuple[int, ...] = (128, 64)
-    d_channels: tuple[int, ...] = (32, 64)
+    g_channels: tuple[int, ...] | None = None
+    g_width: int | None = None
+    d_channels: tuple[int, ...] | None = None
+    d_width: int | None = None
     d_latent: int = 64
 
     def __post_init__(self) -> None:
-        self.g_channels = check_int_tuple("g_channels", self.g_channels)
-        self.d_channels = check_int_tuple("d_channels", self.d_channels)
+        resolve_stage_channels(self, "g_channels", "g_width", 64, coarse_first=True)
+        resolve_stage_channels(self, "d_channels", "d_width", 32)
         self._check_common(multiple_of=2 ** max(len(self.g_channels), len(self.d_channels)))
         if self.minibatch_features:
             raise ValueError(

@@ -6,6 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genaug._validation import check_image_shape, check_int, check_int_tuple, resize_hint
+
+# Widths double with each stride-2 stage, up to this many times the finest stage's width
+# (DCGAN's 64x64 widths: 64, 128, 256, 512).
+MAX_WIDTH_FACTOR = 8
+
 
 def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
     return F.one_hot(labels.long(), num_classes).to(dtype)
@@ -42,6 +48,63 @@ def norm_2d(kind: str, channels: int) -> nn.Module:
         # and keeps the critic's per-sample gradients intact for WGAN-GP.
         return nn.GroupNorm(1, channels)
     return nn.Identity()
+
+
+def stride2_stages(image_shape: tuple[int, int, int], *, name: str = "image_shape") -> int:
+    """How many stride-2 stages a convolutional model gets for ``(C, H, W)`` images.
+
+    H and W are halved while both stay even and the smaller side stays at least 4, with at
+    least two stages: 28x28 -> 2 (7x7 maps, the source's layout), 16x16 -> 2, 32x32 -> 3,
+    64x64 -> 4 (4x4 maps), 28x36 -> 2 (7x9). H and W must be multiples of 4 and at least 8.
+    """
+    _, h, w = image_shape
+    if h % 4 or w % 4 or min(h, w) < 8:
+        raise ValueError(
+            f"{name} must have H and W divisible by 4 and at least 8 (the model halves them in at least two "
+            f"stride-2 stages; e.g. (1, 28, 28), (3, 32, 32), (3, 64, 64), (3, 28, 36)), got {tuple(image_shape)}; "
+            f"{resize_hint(h, w, 4, minimum=8)}"
+        )
+    stages = 0
+    while h % 2 == 0 and w % 2 == 0 and min(h, w) // 2 >= 4:
+        h, w, stages = h // 2, w // 2, stages + 1
+    return max(stages, 2)
+
+
+def stage_widths(width: int, stages: int, *, coarse_first: bool = False) -> tuple[int, ...]:
+    """Channels of ``stages`` stride-2 stages: ``width`` at the finest resolution, doubling
+    towards the coarsest up to ``MAX_WIDTH_FACTOR * width``."""
+    widths = tuple(min(width * 2**i, width * MAX_WIDTH_FACTOR) for i in range(stages))
+    return widths[::-1] if coarse_first else widths
+
+
+def resolve_stage_channels(config: object, channels_field: str, width_field: str, default_width: int, *,
+                           coarse_first: bool = False) -> None:
+    """Fill in a config's per-stage channels from its image shape.
+
+    ``channels_field`` None: one stage per :func:`stride2_stages` of ``config.image_shape``,
+    ``width_field`` (or ``default_width``) channels at the finest stage. Explicit channels are
+    kept, and ``width_field`` is set to their finest stage's width (it must agree when given).
+    """
+    channels, width = getattr(config, channels_field), getattr(config, width_field)
+    if width is not None:
+        check_int(width_field, width, minimum=1)
+    if channels is None:
+        shape = check_image_shape("image_shape", config.image_shape, multiple_of=1)  # type: ignore[attr-defined]
+        width = default_width if width is None else width
+        stages = stride2_stages(shape, name=f"{type(config).__name__}.image_shape")
+        channels = stage_widths(width, stages, coarse_first=coarse_first)
+    else:
+        channels = check_int_tuple(channels_field, channels)
+        finest = channels[-1] if coarse_first else channels[0]
+        if width is not None and width != finest:
+            raise ValueError(
+                f"{width_field} must match {channels_field}'s {'last' if coarse_first else 'first'} (finest) "
+                f"stage when both are given, got {width_field}={width} and {channels_field}={channels}; "
+                f"give one of them"
+            )
+        width = finest
+    setattr(config, channels_field, channels)
+    setattr(config, width_field, width)
 
 
 class MinibatchDiscrimination(nn.Module):

@@ -174,7 +174,11 @@ class TrainConfig(ModelConfig):
         cfg: dict[str, Any] = {"image_shape": tuple(image_shape)}
         if "num_classes" in {f.name for f in dataclasses.fields(get_model_spec(self.preset.model).config_cls)}:
             cfg["num_classes"] = num_classes if self.preset.conditional else 0
-        cfg.update(self.preset.model_defaults)
+        defaults = dict(self.preset.model_defaults)
+        for key in self.model:  # the user's per-stage channels replace the preset's width for them
+            if key.endswith("channels"):
+                defaults.pop(key.removesuffix("channels") + "width", None)
+        cfg.update(defaults)
         cfg.update(self.model)
         return cfg
 

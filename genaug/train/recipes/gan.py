@@ -220,7 +220,7 @@ _ADAM = {"lr": 2e-4, "betas": (0.5, 0.999)}
 # Its pooling discriminator (the model default, d_arch="pool") with a 1024-unit dense layer
 # overpowers the generator on MNIST within a hundred steps (D loss ~1e-3) and costs about
 # twice the compute per image.
-_STRIDED_D = {"d_arch": "strided", "d_channels": (64, 128), "d_dense": 0}
+_STRIDED_D = {"d_arch": "strided", "d_width": 64, "d_dense": 0}
 # The MLP GAN with the source's defaults (G 1024-1024 without normalisation, D 256-256)
 # collapsed on MNIST within 3 epochs (90% class coverage, TSTR 27%); batch norm in G (the
 # source's advice), G 256-512-1024 and D 512-256 cover every class (TSTR 83% at 3 epochs).
