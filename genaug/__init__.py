@@ -18,8 +18,10 @@ from genaug.generators import (
     Generator,
     LabelledGenerator,
     MixtureGenerator,
+    RelabelledGenerator,
     SamplingError,
     VAEGenerator,
+    match_classes,
 )
 from genaug.hub import load_generator
 from genaug.models import build_model, list_models, register_model
@@ -44,6 +46,7 @@ __all__ = [
     "LabelledGenerator",
     "MixtureGenerator",
     "OutputInUseError",
+    "RelabelledGenerator",
     "SamplingError",
     "VAEGenerator",
     "__version__",
@@ -55,6 +58,7 @@ __all__ = [
     "list_presets",
     "list_recipes",
     "load_generator",
+    "match_classes",
     "register_family",
     "register_generator",
     "register_generator_class",

@@ -403,6 +403,7 @@ def _judge(args: argparse.Namespace) -> int:
     from torch.utils.data import TensorDataset
 
     from genaug.checkpoint import save_module
+    from genaug.data.labelled import dataset_classes
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy, train_classifier
 
@@ -414,17 +415,21 @@ def _judge(args: argparse.Namespace) -> int:
                              image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
                              device=args.device, progress=not args.no_progress)
     acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
+    classes = dataset_classes(data)
     save_module(judge.cpu(), "classifier", judge.config, args.out,
                 provenance={"training_data": data_name, "epochs": args.epochs, "test_accuracy": acc,
-                            "command": _command_line()})
+                            "command": _command_line(),
+                            **({"classes": list(classes)} if classes is not None else {})})
     print(f"judge saved to {args.out}: test accuracy {acc:.4f}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from genaug.checkpoint import load_module
+    from genaug.data.labelled import dataset_classes
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.device import get_device
+    from genaug.generators.wrappers import match_classes, same_classes
     from genaug.metrics import evaluate
     from genaug.registry import resolve_model_path
 
@@ -440,6 +445,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                          f"got a {card.get('family')!r} {card.get('part')!r}")
     judge = judge.to(device)
     data, test, _ = _splits(args)
+    classes = dataset_classes(data)
+    # Synthetic label i must mean the data's class i, and so must the judge's output i.
+    gen = match_classes(gen, classes, name=f"--data {args.data}")
+    judge_classes = card.get("provenance", {}).get("classes")
+    if classes is not None and judge_classes is not None and not same_classes(judge_classes, classes):
+        raise ValueError(f"--judge {args.judge} was trained on classes {judge_classes}, but --data {args.data} "
+                         f"has {list(classes)}; train a judge on this data (genaug judge train --data ...)")
     x, y = as_tensors(data)
     tx, ty = as_tensors(test)
     report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),

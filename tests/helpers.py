@@ -12,6 +12,7 @@ from genaug.generators import (
     MixtureGenerator,
     VAEGenerator,
 )
+from genaug.generators.wrappers import match_classes
 from genaug.models import Classifier, build_model, make_config
 
 
@@ -22,6 +23,9 @@ def tiny_generator(family: str, num_classes: int = 10) -> BaseGenerator:
     if family == "mixture":
         return MixtureGenerator([tiny_generator("vae", num_classes), tiny_generator("dcgan", num_classes)],
                                 weights=[2, 1])
+    if family == "relabelled":  # the classes in reverse order, matched by name
+        base = tiny_generator("vae", num_classes or 10)
+        return match_classes(base, base.classes[::-1])
     if family == "filtered":
         judge = Classifier(make_config("classifier", TINY_MODEL["classifier"]))
         return FilteredGenerator(tiny_generator("vae", num_classes or 10), judge,

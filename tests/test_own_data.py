@@ -16,6 +16,8 @@ from genaug.cli import main
 from genaug.data import MixedDataset, MNISTSample
 from genaug.data.labelled import dataset_classes, dataset_labels, labelled_images
 from genaug.data.sources import open_image, resolve_data, resolve_splits, resolve_test_data
+from genaug.models.layers import stride2_stages
+from genaug.transforms import SyntheticBatchMix, SyntheticReplace
 
 TINY_CVAE = ["--set", 'model={"latent_dim": 4, "channels": [4, 8]}', "--set", 'tensorboard="off"']
 
@@ -164,14 +166,67 @@ def test_mixed_dataset_over_the_datasets_users_hold(kind, digit_folders):
     assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b, strict=True))
 
 
-def test_mixed_dataset_refuses_another_class_order(tmp_path):
+def test_mixed_dataset_matches_another_class_order_by_name(tmp_path):
     # ImageFolder sorts names: folders 0..10 come as 0, 1, 10, 2, ...
     gen = tiny_generator("vae", num_classes=11)
     names = [str(c) for c in range(11)]
     write_folder(tmp_path, torch.zeros(11, 1, 28, 28, dtype=torch.uint8), torch.arange(11), names)
     real = ImageFolder(str(tmp_path), loader=open_image)
-    with pytest.raises(ValueError, match=r"generator's order \['0', '1', '2'.*got \['0', '1', '10', '2'"):
-        MixedDataset(real, gen, synthetic_fraction=0.5)
+    assert real.classes[:4] == ["0", "1", "10", "2"]
+    mixed = MixedDataset(real, gen, balance="match", output="tensor")
+    assert mixed.classes == real.classes
+    # Every synthetic item labelled i is the generator's class named real.classes[i].
+    syn = mixed.synthetic
+    for j in range(len(syn)):
+        image, label = syn[j]
+        expected = gen.decode(_latent(syn, j), torch.tensor([int(real.classes[label])]))[0]
+        assert torch.allclose(image, expected, atol=1e-6), (j, label)
+
+
+def _latent(syn, j):
+    from genaug.data.synthetic import item_generator
+
+    return torch.randn(syn.model.latent_dim, generator=item_generator(syn.seed, j))[None] * syn.truncation
+
+
+def test_class_names_are_matched_or_refused_with_both_lists():
+    gen = tiny_generator("vae", num_classes=3)
+    gen.classes = ["cat", "dog", "owl"]
+    real = TensorDataset(torch.zeros(6, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2]))
+    real.classes = ["owl", "cat", "dog"]
+    mixed = MixedDataset(real, gen, balance="match")
+    assert mixed.model.config.order == (2, 0, 1) and mixed.classes == ["owl", "cat", "dog"]
+    # A subset of the generator's classes works too; a class it lacks is refused, naming both lists.
+    real.classes = ["owl", "emu", "dog"]
+    with pytest.raises(ValueError, match=r"real has classes \['owl', 'emu', 'dog'\] but the generator has "
+                                         r"\['cat', 'dog', 'owl'\]; \['emu'\] is not"):
+        MixedDataset(real, gen, balance="match")
+    two = TensorDataset(torch.zeros(2, 1, 28, 28), torch.tensor([0, 1]))
+    two.classes = ["owl", "dog"]
+    assert MixedDataset(two, gen, balance="match").synthetic.model.config.order == (2, 1)
+    # The per-batch and per-sample transforms take the batch's class names the same way.
+    mix = SyntheticBatchMix(gen, fraction=1.0, classes=["owl", "cat", "dog"], seed=0)
+    ref = SyntheticBatchMix(gen, fraction=1.0, seed=0)
+    x = torch.zeros(3, 1, 28, 28)
+    assert torch.equal(mix(x, torch.tensor([0, 1, 2]))[0], ref(x, torch.tensor([2, 0, 1]))[0])
+    assert SyntheticReplace(gen, classes=["dog", "owl"]).model.classes == ["dog", "owl"]
+    with pytest.raises(TypeError, match="classes must be a list of class names"):
+        SyntheticReplace(gen, classes="owl,dog")
+
+
+def test_a_test_folder_with_classes_in_another_order_keeps_the_meaning_of_labels(tmp_path):
+    x = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 16, 16).contiguous()
+    np.savez(tmp_path / "train.npz", images=x.numpy(), labels=np.array([0, 1, 2, 0, 1, 2]),
+             classes=np.array(["cat", "dog", "owl"]))
+    np.savez(tmp_path / "test.npz", images=x[:4].numpy(), labels=np.array([0, 1, 0, 1]),
+             classes=np.array(["owl", "cat"]))
+    train, test, _ = resolve_splits(str(tmp_path / "train.npz"), test=str(tmp_path / "test.npz"))
+    assert dataset_classes(test) == ["cat", "dog", "owl"]
+    assert dataset_labels(test).tolist() == [2, 0, 2, 0] and [test[i][1] for i in range(4)] == [2, 0, 2, 0]
+    np.savez(tmp_path / "other.npz", images=x[:2].numpy(), labels=np.array([0, 1]), classes=np.array(["emu", "cat"]))
+    with pytest.raises(ValueError, match=r"--test-data has classes \['emu', 'cat'\] but the training data "
+                                         r"\['cat', 'dog', 'owl'\]"):
+        resolve_splits(str(tmp_path / "train.npz"), test=str(tmp_path / "other.npz"))
 
 
 def test_train_sample_export_judge_evaluate_on_a_folder(digit_folders, tmp_path, capsys):
@@ -272,7 +327,7 @@ def test_torchvision_mnist_by_name_is_mnist(mnist_root):
     assert len(data) == 60000 and description.startswith("torchvision MNIST train")
 
 
-SHAPES = [(3, 32, 32), (1, 64, 64), (3, 28, 36)]
+SHAPES = [(1, 16, 16), (3, 32, 32), (1, 64, 64), (3, 28, 36)]
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +355,10 @@ def test_every_family_trains_on_each_shape_from_the_api_and_the_cli(shape, shape
         trainer = Trainer(cfg, data, out_dir=tmp_path / "api" / family)
         trainer.fit()
         assert trainer.batches.image_shape == shape, family
+        # Convolutional families get one stride-2 stage per halving: 2 at 16x16 and 28x36, 3 at 32, 4 at 64.
+        stages = {f: len(v) for f, v in trainer.model_cfg.to_dict().items() if f.endswith("channels")}
+        mlp = cfg.preset.model == "gan"
+        assert set(stages.values()) == (set() if mlp else {stride2_stages(shape)}), (family, stages)
         rc = main(["train", family, "--data", str(shaped_npz[shape]), "--max-steps", "1", "--batch-size", "8",
                    "--out", str(tmp_path / "cli" / family), "--no-progress", "--set", 'tensorboard="off"'])
         assert rc == 0, (family, capsys.readouterr().err)
@@ -308,3 +367,44 @@ def test_every_family_trains_on_each_shape_from_the_api_and_the_cli(shape, shape
             assert gen.image_shape == shape
             labels = torch.arange(4) if gen.num_classes else torch.full((4,), -1)
             assert gen.sample(labels).shape == (4, *shape)
+
+
+def test_evaluate_pairs_generator_judge_and_data_by_class_name(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, classes in (("a", ["cat", "dog", "owl"]), ("b", ["owl", "cat", "dog"])):
+        np.savez(tmp_path / f"{name}.npz", images=rng.integers(0, 256, (48, 16, 16), dtype=np.uint8),
+                 labels=np.arange(48) % 3, classes=np.array(classes))
+
+    def run(*argv):
+        rc = main([str(a) for a in argv])
+        return rc, capsys.readouterr()
+
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert run("train", "cvae", "--data", a, "--max-steps", 2, "--batch-size", 16, "--out", tmp_path / "gen",
+               "--no-progress", *TINY_CVAE)[0] == 0
+    for name, data in (("judge-a", a), ("judge-b", b)):
+        assert run("judge", "train", "--data", data, "--val-split", 0.25, "--epochs", 1, "--out",
+                   tmp_path / name, "--no-progress")[0] == 0
+    assert genaug.checkpoint.load_module(tmp_path / "judge-b")[1]["provenance"]["classes"] == ["owl", "cat", "dog"]
+    # Data in another class order than the generator's: the generator is matched to it by name.
+    rc, out = run("evaluate", "--generator", tmp_path / "gen", "--judge", tmp_path / "judge-b", "--data", b,
+                  "--val-split", 0.25, "--per-class", 4, "--tstr-epochs", 1)
+    assert rc == 0, out.err
+    # A judge whose outputs mean other classes than the data's labels is refused.
+    rc, out = run("evaluate", "--generator", tmp_path / "gen", "--judge", tmp_path / "judge-a", "--data", b,
+                  "--val-split", 0.25, "--per-class", 4)
+    assert rc == 2 and "was trained on classes ['cat', 'dog', 'owl'], but --data" in out.err
+
+
+def test_a_shape_a_family_cannot_take_is_refused_from_the_cli_with_the_resize_that_fits(tmp_path, capsys):
+    np.savez(tmp_path / "x.npz", images=np.zeros((16, 30, 30), np.uint8), labels=np.arange(16) % 2)
+    rc = main(["train", "cdcgan", "--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "run"),
+               "--max-steps", "1", "--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "got (1, 30, 30)" in err and "--resize 32,32" in err and "(3, 64, 64)" in err
+    assert not (tmp_path / "run").exists()
+    # With the suggested --resize it trains.
+    assert main(["train", "cdcgan", "--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "run"),
+                 "--max-steps", "1", "--batch-size", "8", "--resize", "32,32", "--no-progress",
+                 "--set", 'tensorboard="off"']) == 0
+    assert genaug.load_generator(tmp_path / "run").image_shape == (1, 32, 32)

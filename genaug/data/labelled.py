@@ -22,7 +22,10 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, Subset, TensorDataset
 
-__all__ = ["dataset_classes", "dataset_labels", "image_tensor", "labelled_images"]
+__all__ = [
+    "check_dataset", "dataset_classes", "dataset_labels", "image_tensor", "in_memory_images", "item_label",
+    "item_name", "labelled_images",
+]
 
 
 def _int_labels(values: Any, what: str) -> torch.Tensor:
@@ -35,7 +38,8 @@ def _int_labels(values: Any, what: str) -> torch.Tensor:
     return t.long()
 
 
-def _label(value: Any, index: int) -> int:
+def item_label(value: Any, index: int) -> int:
+    """An item's label as an int; anything but an integer (a float, a bool, a one-hot vector) is refused."""
     if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point():
         return int(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -58,7 +62,7 @@ def dataset_labels(dataset: Any) -> torch.Tensor:
     elif getattr(dataset, "samples", None) is not None:  # DatasetFolder / ImageFolder: (path, class index)
         labels = _int_labels([s[1] for s in dataset.samples], f"{type(dataset).__name__}.samples")
     if labels is None:  # one pass over the items
-        return torch.tensor([_label(dataset[i][1], i) for i in range(len(dataset))], dtype=torch.long)
+        return torch.tensor([item_label(dataset[i][1], i) for i in range(len(dataset))], dtype=torch.long)
     if len(labels) != len(dataset):
         raise ValueError(f"{type(dataset).__name__} has {len(dataset)} items but {len(labels)} labels")
     return labels
@@ -111,7 +115,7 @@ def image_tensor(img: Any, index: int | None = None) -> torch.Tensor:
     raise TypeError(f"{where}expected uint8 or float images, got dtype {t.dtype}")
 
 
-def _item_name(dataset: Any, index: int) -> str:
+def item_name(dataset: Any, index: int) -> str:
     """The file behind an item where the dataset knows it (ImageFolder's ``.samples``), else its index."""
     while isinstance(dataset, Subset):
         index, dataset = int(dataset.indices[index]), dataset.dataset
@@ -119,11 +123,11 @@ def _item_name(dataset: Any, index: int) -> str:
     return f"{samples[index][0]}" if samples is not None else f"item {index}"
 
 
-def _fast_images(dataset: Any) -> torch.Tensor | None:
+def in_memory_images(dataset: Any) -> torch.Tensor | None:
     """uint8 (N, C, H, W) straight from an in-memory ``.data`` (MNIST: (N, H, W) tensor; CIFAR:
     (N, H, W, C) uint8 array), when the dataset has no transform that would change its images."""
     if isinstance(dataset, Subset):
-        parent = _fast_images(dataset.dataset)
+        parent = in_memory_images(dataset.dataset)
         return None if parent is None else parent[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
     if getattr(dataset, "transform", None) is not None or getattr(dataset, "transforms", None) is not None:
         return None
@@ -162,7 +166,7 @@ def labelled_images(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
             raise TypeError(f"expected images as a tensor or array, got {type(images).__name__}")
         return images, _int_labels(labels, "labels")
     check_dataset(data)
-    images = _fast_images(data)
+    images = in_memory_images(data)
     if images is not None:
         return images, dataset_labels(data)
     out, labels, first_of_shape = [], [], {}
@@ -171,9 +175,9 @@ def labelled_images(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         t = image_tensor(img, i)
         first_of_shape.setdefault(tuple(t.shape), i)
         out.append(t)
-        labels.append(_label(label, i))
+        labels.append(item_label(label, i))
     if len(first_of_shape) > 1:
-        examples = ", ".join(f"{_item_name(data, i)} is {shape}" for shape, i in first_of_shape.items())
+        examples = ", ".join(f"{item_name(data, i)} is {shape}" for shape, i in first_of_shape.items())
         raise ValueError(f"expected images of one shape and mode, got {len(first_of_shape)} shapes (C, H, W): "
                          f"{examples}")
     return torch.stack(out), torch.tensor(labels, dtype=torch.long)

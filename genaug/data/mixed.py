@@ -14,6 +14,7 @@ from genaug._validation import check_float, check_int
 from genaug.data.labelled import dataset_classes, dataset_labels
 from genaug.data.synthetic import SyntheticDataset
 from genaug.generators.base import check_generator
+from genaug.generators.wrappers import match_classes
 
 
 def real_targets(real: Any) -> torch.Tensor:
@@ -73,22 +74,15 @@ class MixedDataset(Dataset):
         targets = real_targets(real)
         if len(targets) != len(real):
             raise ValueError(f"real has {len(real)} items but {len(targets)} targets")
+        real_classes = dataset_classes(real)
+        # Synthetic label i must mean the real data's class i: match the generator's classes by name.
+        model = match_classes(model, real_classes, name="real")
         k = model.num_classes
         if int(targets.max()) >= k or int(targets.min()) < 0:
             raise ValueError(
                 f"real labels must be in [0, {k - 1}] (the generator's classes), got values in "
                 f"[{int(targets.min())}, {int(targets.max())}]"
             )
-        real_classes = dataset_classes(real)
-        if real_classes is not None and len(real_classes) != k:
-            raise ValueError(f"real dataset has {len(real_classes)} classes, the generator {k}")
-        if (real_classes is not None and list(real_classes) != list(model.classes)
-                and sorted(real_classes) == sorted(model.classes)):
-            # The same names in another order (ImageFolder sorts them): an index would mean another class.
-            # Names that differ altogether (MNIST's "0 - zero" against "0") are matched by index.
-            raise ValueError(
-                f"expected the real classes in the generator's order {list(model.classes)}, got "
-                f"{list(real_classes)}; its labels would mean other classes")
         _check_shape(real, model)
         counts = np.bincount(targets.numpy(), minlength=k)
         if synthetic_fraction is not None:

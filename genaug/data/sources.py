@@ -257,6 +257,36 @@ def _named(data: Any, classes: list[str]) -> Any:
     return _Named(data, classes)
 
 
+class _Relabelled(Dataset):
+    """``dataset`` with its labels renamed into another class list: label ``i`` becomes ``mapping[i]``."""
+
+    def __init__(self, dataset: Any, mapping: list[int], classes: list[str]) -> None:
+        self.dataset, self.classes, self._mapping = dataset, list(classes), torch.tensor(mapping)
+        self.targets = self._mapping[dataset_labels(dataset)]
+        self.skipped_files = getattr(dataset, "skipped_files", [])
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Any:
+        image, _ = self.dataset[i]
+        return image, int(self.targets[i])
+
+
+def match_test_classes(data: Any, test: Any, *, name: str = "--test-data") -> Any:
+    """``test`` with labels that mean what ``data``'s labels mean: its classes matched to
+    ``data``'s by name (a test folder may lack a class, or list them in another order).
+    Test labels are never paired with classes of other names: that is refused."""
+    classes, test_classes = dataset_classes(data), dataset_classes(test)
+    if classes is None or test_classes is None or list(classes) == list(test_classes):
+        return test
+    if all(c in classes for c in test_classes):
+        return _Relabelled(test, [list(classes).index(c) for c in test_classes], list(classes))
+    missing = [c for c in test_classes if c not in classes]
+    raise ValueError(f"{name} has classes {list(test_classes)} but the training data {list(classes)}; "
+                     f"{missing[:5]} {'is' if len(missing) == 1 else 'are'} not among the training data's classes")
+
+
 def resolve_test_data(name: str, root: str | os.PathLike[str] | None = None) -> Any:
     """The test split that goes with ``name``: MNIST's for ``"mnist"``, the bundled sample's for
     ``"sample"``, a torchvision dataset's test split; other data has none (give a test set or a
@@ -288,7 +318,7 @@ def resolve_splits(name: str, root: str | os.PathLike[str] | None = None, *, tes
     data, description = resolve_data(name, root, download=download, **options)
     if test is not None:
         test_set, _ = resolve_data(test, root, download=download, train=False, **options)
-        return data, test_set, description
+        return data, match_test_classes(data, test_set), description
     if val_split is None:
         if name in ("mnist", "sample") or name.startswith("torchvision:"):
             return data, resolve_data(name, root, download=download, train=False, **options)[0], description

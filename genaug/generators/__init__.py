@@ -10,6 +10,9 @@ from genaug.generators.wrappers import (
     LabelledGenerator,
     MixtureConfig,
     MixtureGenerator,
+    RelabelledConfig,
+    RelabelledGenerator,
+    match_classes,
 )
 
 __all__ = [
@@ -22,6 +25,9 @@ __all__ = [
     "LabelledGenerator",
     "MixtureConfig",
     "MixtureGenerator",
+    "RelabelledConfig",
+    "RelabelledGenerator",
     "SamplingError",
     "VAEGenerator",
+    "match_classes",
 ]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from genaug._validation import check_float, check_int
-from genaug.generators.base import BaseGenerator, SamplingError, check_classes
+from genaug.generators.base import BaseGenerator, SamplingError, check_classes, check_generator
 from genaug.generators.gan import GANGenerator
 from genaug.generators.vae import VAEGenerator
 from genaug.models.classifier import Classifier, ClassifierConfig
@@ -18,7 +18,8 @@ from genaug.registry import build_from_card, register_generator_class
 
 __all__ = [
     "FilterConfig", "FilteredGenerator", "GANGenerator", "LabelledConfig", "LabelledGenerator",
-    "MixtureConfig", "MixtureGenerator", "VAEGenerator",
+    "MixtureConfig", "MixtureGenerator", "RelabelledConfig", "RelabelledGenerator", "VAEGenerator",
+    "match_classes", "same_classes",
 ]
 
 
@@ -364,3 +365,129 @@ class MixtureGenerator(BaseGenerator):
 build_labelled = LabelledGenerator.from_card
 build_filtered = FilteredGenerator.from_card
 build_mixture = MixtureGenerator.from_card
+
+
+@dataclasses.dataclass
+class RelabelledConfig(ModelConfig):
+    """Which class of the base generator each label draws.
+
+    Args:
+        order: ``order[i]`` is the base generator's label for this generator's class ``i``;
+            distinct indices (a permutation, or a subset of the base's classes).
+    """
+
+    order: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.order = tuple(self.order)
+        if not self.order:
+            raise ValueError("order must hold one base class per class, got none")
+        for i, v in enumerate(self.order):
+            check_int(f"order[{i}]", v, minimum=0)
+        if len(set(self.order)) != len(self.order):
+            raise ValueError(f"order must not repeat a base class, got {list(self.order)}")
+
+
+@register_generator_class("relabelled")
+class RelabelledGenerator(BaseGenerator):
+    """A conditional generator whose classes come in another order, or a subset of them:
+    label ``i`` draws the base generator's class ``config.order[i]``, named ``classes[i]``.
+
+    Build it with :func:`match_classes`, which pairs classes by name: a real dataset whose
+    labels follow another order (``ImageFolder`` sorts folder names) then gets synthetic
+    images of the class each of its labels means.
+
+    Example:
+        >>> import torch
+        >>> from genaug.models import VAE, VAEConfig
+        >>> gen = VAEGenerator(VAE(VAEConfig(num_classes=3)), classes=["cat", "dog", "owl"])
+        >>> owl_first = match_classes(gen, ["owl", "cat", "dog"])
+        >>> owl_first.config.order
+        (2, 0, 1)
+    """
+
+    family = "relabelled"
+
+    def __init__(self, base: BaseGenerator, classes: list[str], *, config: RelabelledConfig) -> None:
+        if not isinstance(base, BaseGenerator):
+            raise TypeError(f"base must be a genaug generator (BaseGenerator), got {type(base).__name__}")
+        if base.num_classes == 0:
+            raise ValueError("base must be a conditional generator (num_classes >= 1), got num_classes=0")
+        bad = [v for v in config.order if v >= base.num_classes]
+        if bad:
+            raise ValueError(f"order must index the base's {base.num_classes} classes, got {list(config.order)}")
+        super().__init__(config=config, classes=check_classes(list(classes), len(config.order)),
+                         image_shape=base.image_shape, latent_dim=base.latent_dim)
+        self.base = base
+        self.supports_latents = base.supports_latents
+        self.register_buffer("_order", torch.tensor(config.order, dtype=torch.long), persistent=False)
+
+    def _base_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        labels = self.check_labels(labels)
+        return self._order.to(labels.device)[labels]
+
+    def sample(
+        self,
+        labels: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        truncation: float = 1.0,
+    ) -> torch.Tensor:
+        return self.base.sample(self._base_labels(labels), generator=generator, truncation=truncation)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.base.decode(z, self._base_labels(labels))
+
+    def card(self) -> dict[str, Any]:
+        card = super().card()
+        card["base"] = self.base.card()
+        return card
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> RelabelledGenerator:
+        return cls(build_from_card(card["base"]), card["classes"],
+                   config=RelabelledConfig.from_dict(card["config"]))
+
+
+def _index_names(names: list[str]) -> bool:
+    return list(names) == [str(i) for i in range(len(names))]
+
+
+def same_classes(a: Any, b: Any) -> bool:
+    """Whether label ``i`` means the same class under both name lists: the same names in the
+    same order, or as many classes with index names (``"0"``, ``"1"``, ...) on one side."""
+    a, b = [str(c) for c in a], [str(c) for c in b]
+    return a == b or (len(a) == len(b) and (_index_names(a) or _index_names(b)))
+
+
+def match_classes(model: Any, classes: Any, *, name: str = "the real data") -> Any:
+    """``model`` with its labels in the order of ``classes`` (a real dataset's class names).
+
+    - ``classes`` is None, or the generator's own names in its order: ``model`` itself.
+    - Every name is one of the generator's: a :class:`RelabelledGenerator` drawing, for label
+      ``i``, the generator's class named ``classes[i]`` (another order, or a subset).
+    - Index names (``"0"``, ``"1"``, ...) on either side, as many as the generator's
+      classes: paired by index (MNIST's ``"0 - zero"`` with a folder named ``"0"``).
+    - Otherwise a ``ValueError`` that shows both lists: labels are never silently paired
+      with classes of another name.
+    """
+    check_generator(model, conditional=True)
+    if classes is None:
+        return model
+    classes = [str(c) for c in classes]
+    own = [str(c) for c in model.classes]
+    if classes == own:
+        return model
+    if all(c in own for c in classes) and len(set(classes)) == len(classes):
+        if not isinstance(model, BaseGenerator):
+            raise TypeError(f"{name} lists the generator's classes in another order ({classes} against {own}); "
+                            f"reordering needs a genaug generator, got {type(model).__name__}")
+        return RelabelledGenerator(model, classes, config=RelabelledConfig(order=tuple(own.index(c) for c in classes)))
+    if same_classes(classes, own):
+        return model
+    missing = [c for c in classes if c not in own]
+    raise ValueError(
+        f"{name} has classes {classes} but the generator has {own}; "
+        f"{missing[:5]} {'is' if len(missing) == 1 else 'are'} not among the generator's classes. "
+        "Pass the data's class names in the generator's terms (CLI: --classes), or relabel the data"
+    )

@@ -14,13 +14,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genaug.data.labelled import (
-    _fast_images,
-    _item_name,
-    _label,
     check_dataset,
     dataset_classes,
     dataset_labels,
     image_tensor,
+    in_memory_images,
+    item_label,
+    item_name,
     labelled_images,
 )
 from genaug.data.real import float_images
@@ -84,8 +84,8 @@ class _Indexed(Dataset):
         t = image_tensor(img, i)
         if tuple(t.shape) != self.shape:
             raise ValueError(f"expected images of one shape {self.shape} (C, H, W), as the first item; "
-                             f"{_item_name(self.dataset, i)} is {tuple(t.shape)}")
-        return i, t, _label(label, i)
+                             f"{item_name(self.dataset, i)} is {tuple(t.shape)}")
+        return i, t, item_label(label, i)
 
 
 def _collate(items: list[tuple[int, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +135,7 @@ def training_batches(data: Any, *, device: torch.device, mode: str = "auto", cac
         return InMemoryBatches(images, labels, _class_names(None, labels), device)
     check_dataset(data)
     classes = dataset_classes(data)
-    fast = _fast_images(data) if mode != "stream" else None
+    fast = in_memory_images(data) if mode != "stream" else None
     shape = tuple(fast.shape[1:]) if fast is not None else tuple(image_tensor(data[0][0], 0).shape)
     nbytes = len(data) * int(np.prod(shape)) * 4  # kept as float32
     stream = mode == "stream" or (mode == "auto" and nbytes > cache_mb * 2**20)

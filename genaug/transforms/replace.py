@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import PIL.Image
@@ -14,6 +15,7 @@ from torchvision.transforms import v2
 from genaug._deprecation import renamed_kwarg, warn_deprecated
 from genaug._validation import check_choice, check_float, check_int, check_probability
 from genaug.generators.base import check_generator
+from genaug.generators.wrappers import match_classes
 
 
 class _ProcessRNG:
@@ -122,19 +124,24 @@ class SyntheticReplace(v2.Transform):
         seed: seed of the decisions and samples; ``None`` takes ``torch.initial_seed()`` in
             each process, which DataLoader sets per worker.
         truncation: latent scale in (0, 1].
+        classes: the class names of the labels it will see (the real dataset's ``classes``),
+            when they may follow another order than the generator's; the generator's classes
+            are matched to them by name (see :func:`~genaug.match_classes`).
 
     Example:
         >>> tf = v2.Compose([SyntheticReplace(gen, p=0.3), v2.PILToTensor()])  # doctest: +SKIP
         >>> MNIST(root, transforms=tf)  # doctest: +SKIP
+        >>> ImageFolder(root, transforms=SyntheticReplace(gen, classes=folder_classes))  # doctest: +SKIP
     """
 
     @renamed_kwarg("generator", "model")
     def __init__(
         self, model: Any, *, p: float = 0.5, bank_size: int = 64, seed: int | None = None,
-        truncation: float = 1.0,
+        truncation: float = 1.0, classes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         check_generator(model, conditional=True)
+        model = match_classes(model, _names("classes", classes), name="classes")
         check_probability("p", p)
         check_int("bank_size", bank_size, minimum=1)
         check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
@@ -198,6 +205,8 @@ class SyntheticBatchMix:
         value_range: the value range ``(low, high)`` of float batches, to which synthetic images
             are scaled. By default a float batch must lie in [0, 1]; give ``transform`` instead
             for a normalised batch. A uint8 batch is always [0, 255]; other dtypes are refused.
+        classes: the class names of the batch's labels (the real dataset's ``classes``), when
+            they may follow another order than the generator's; matched by name.
 
     Example:
         >>> mix = SyntheticBatchMix(gen, fraction=0.25)  # doctest: +SKIP
@@ -210,9 +219,10 @@ class SyntheticBatchMix:
     def __init__(
         self, model: Any, *, fraction: float, balance: str = "batch", mode: str = "replace",
         transform: Any = None, seed: int | None = None, truncation: float = 1.0,
-        value_range: tuple[float, float] | None = None,
+        value_range: tuple[float, float] | None = None, classes: Sequence[str] | None = None,
     ) -> None:
         check_generator(model, conditional=True)
+        model = match_classes(model, _names("classes", classes), name="classes")
         check_probability("fraction", fraction)
         check_choice("balance", balance, ("batch", "uniform"))
         check_choice("mode", mode, ("replace", "append"))
@@ -322,3 +332,11 @@ class SyntheticBatchMix:
         extra = f", value_range={self.value_range}" if self.value_range is not None else ""
         return (f"{type(self).__name__}(fraction={self.fraction}, balance={self.balance!r}, "
                 f"mode={self.mode!r}{extra})")
+
+
+def _names(name: str, classes: Any) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not isinstance(classes, Sequence) or not all(isinstance(c, str) for c in classes):
+        raise TypeError(f"{name} must be a list of class names (strings), got {classes!r}")
+    return list(classes)
