@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genaug._validation import check_float, check_int
+from genaug._validation import check_float, check_int, check_int_tuple
 from genaug.generators.base import BaseGenerator, SamplingError, check_classes, check_generator
 from genaug.generators.gan import GANGenerator
 from genaug.generators.vae import VAEGenerator
@@ -379,11 +379,7 @@ class RelabelledConfig(ModelConfig):
     order: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        self.order = tuple(self.order)
-        if not self.order:
-            raise ValueError("order must hold one base class per class, got none")
-        for i, v in enumerate(self.order):
-            check_int(f"order[{i}]", v, minimum=0)
+        self.order = check_int_tuple("order", self.order, minimum=0)
         if len(set(self.order)) != len(self.order):
             raise ValueError(f"order must not repeat a base class, got {list(self.order)}")
 
