@@ -88,6 +88,30 @@ def test_reader_same_with_workers(gen, tmp_path, context):
         assert torch.equal(x, ds[i][0]) and y == ds[i][1]
 
 
+@pytest.mark.parametrize("chunk_size,compression", [(3, "lzf"), (1, "gzip"), (64, "none")])
+def test_batched_reads_equal_single_reads(gen, tmp_path, chunk_size, compression):
+    from genaug.data.hdf5 import read_rows
+
+    path = export_hdf5(gen, tmp_path / "s.h5", n=50, chunk_size=chunk_size, compression=compression,
+                       progress=False)
+    ds = HDF5Dataset(path)
+    rng = np.random.default_rng(0)
+    for idx in ([], [0], [49, 0, 49], rng.integers(-50, 50, size=40).tolist(), rng.permutation(50).tolist()):
+        items = ds.__getitems__(list(idx))
+        assert len(items) == len(idx)
+        for (x, y), i in zip(items, idx, strict=True):
+            xi, yi = ds[i]
+            assert torch.equal(x, xi) and y == yi
+    with h5py.File(path, "r") as f:
+        idx = rng.integers(0, 50, size=30)
+        block, inverse = read_rows(f["images"], idx)
+        assert np.array_equal(block[inverse], f["images"][()][idx])
+    with pytest.raises(IndexError, match="index 50 out of range for 50 items"):
+        ds.__getitems__([3, 50])
+    with pytest.raises(IndexError, match="index -51 out of range"):
+        ds.__getitems__([-51])
+
+
 def test_plan_labels():
     assert np.bincount(plan_labels(3, n=10, class_weights=[1, 1, 2])).tolist() == [3, 2, 5]  # tie: lower index
     assert plan_labels(4, per_class=3, seed=1).tolist() == plan_labels(4, per_class=3, seed=1).tolist()
@@ -191,6 +215,9 @@ def test_sharded_export_equals_single_process(saved_gen, tmp_path):
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     ds = HDF5Dataset(master)
     assert len(ds) == 250 and list(ds.attrs["class_counts"]) == [25] * 10
+    idx = np.random.default_rng(0).permutation(250)[:100].tolist()  # batched reads across the shards
+    for (x, y), (xs, ys) in zip(ds.__getitems__(idx), HDF5Dataset(single).__getitems__(idx), strict=True):
+        assert torch.equal(x, xs) and y == ys
     (tmp_path / "sharded.shard-00001-of-00002.h5").unlink()
     with pytest.raises(ValueError, match=r"shard file\(s\) \['sharded.shard-00001-of-00002.h5'\]"):
         HDF5Dataset(master)
