@@ -136,7 +136,7 @@ class BaseGenerator(nn.Module):
         try:
             # no_grad, not inference_mode: samples must stay usable as training inputs.
             with torch.no_grad():
-                out = self._decode(z, labels.to(self.device))
+                out = self._decode_chunked(z, labels.to(self.device))
         finally:
             self.train(was_training)
         return out.float().clamp_(0.0, 1.0)
@@ -154,10 +154,22 @@ class BaseGenerator(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = self._decode(z.to(self.device), labels.to(self.device))
+            out = self._decode_chunked(z.to(self.device), labels.to(self.device))
         finally:
             self.train(was_training)
         return out.float().clamp_(0.0, 1.0)
+
+    #: Rows decoded at once by :meth:`sample` and :meth:`decode`. The noise is drawn for the whole
+    #: batch first and each image depends only on its own latent and label (batch norm runs in eval
+    #: mode), so the chunk changes no image; it keeps each layer's activations in cache, which on CPU
+    #: makes batches of 1024 and more about 1.4x faster (benchmarks/sampling.py).
+    decode_chunk: int = 256
+
+    def _decode_chunked(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        c = self.decode_chunk
+        if z.shape[0] <= c:
+            return self._decode(z, labels)
+        return torch.cat([self._decode(z[i : i + c], labels[i : i + c]) for i in range(0, z.shape[0], c)])
 
     def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
