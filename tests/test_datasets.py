@@ -247,3 +247,53 @@ def test_balance_tops_up_minority_classes(gen):
     explicit = MixedDataset(sub, gen, balance={"3": 7, 1: 2})
     assert explicit.synthetic_counts.tolist() == [0, 2, 0, 7, 0, 0, 0, 0, 0, 0]
     assert torch.bincount(MixedDataset(sub, gen, balance="match").targets, minlength=10).tolist()[3] == 2 * n3
+
+
+def test_synthetic_pool_is_deterministic_per_seed_and_epoch():
+    import time
+
+    from genaug.data import SyntheticDataset, SyntheticPool
+    from genaug.data.synthetic import epoch_seed
+
+    gen = tiny_generator("vae")
+    a = SyntheticPool(gen, per_class=3, seed=5, chunk=7)
+    time.sleep(0.05)  # epoch 1's pool is being made in the background meanwhile
+    b = SyntheticPool(gen, per_class=3, seed=5, chunk=7)
+    for epoch in (0, 1, 3):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        ref = SyntheticDataset(gen, per_class=3, seed=epoch_seed(5, epoch))
+        idx = list(range(len(ref)))
+        for (xa, ya), (xb, yb), (xr, yr) in zip(a.__getitems__(idx), b.__getitems__(idx), ref.__getitems__(idx),
+                                                strict=True):
+            # Exact between pools; within float rounding of the on-demand dataset, which decodes other batches.
+            assert torch.equal(xa, xb) and (xa - xr).abs().max() <= 1e-6 and ya == yb == yr
+        assert torch.equal(a.targets, ref.targets)
+    a.set_epoch(0)
+    first = torch.stack([x for x, _ in a.__getitems__(idx)])
+    a.set_epoch(1)
+    assert not torch.equal(first, torch.stack([x for x, _ in a.__getitems__(idx)]))  # a fresh pool each epoch
+    assert sorted(a.targets.tolist()) == sorted(ref.targets.tolist())  # with the same class counts
+    with pytest.raises(ValueError, match="holds tensors"):
+        SyntheticPool(gen, per_class=3, output="pil")
+    with pytest.raises(IndexError, match="out of range"):
+        a[len(a)]
+
+
+def test_mixed_dataset_pool_mode_follows_set_epoch():
+    from genaug.data import MixedDataset, SyntheticPool
+
+    gen = tiny_generator("vae")
+    real = torch.utils.data.TensorDataset(torch.rand(20, 1, 28, 28), torch.arange(20) % 10)
+    real.classes = gen.classes
+    mixed = MixedDataset(real, gen, synthetic_fraction=0.5, seed=2, pool=True)
+    plain = MixedDataset(real, gen, synthetic_fraction=0.5, seed=2)
+    assert isinstance(mixed.synthetic, SyntheticPool) and len(mixed) == len(plain) == 40
+    mixed.set_epoch(2)
+    again = MixedDataset(real, gen, synthetic_fraction=0.5, seed=2, pool=True)
+    again.set_epoch(2)
+    for i in range(40):
+        assert torch.equal(mixed[i][0], again[i][0]) and mixed[i][1] == again[i][1]
+    assert torch.equal(mixed[3][0], plain[3][0])  # real items are untouched
+    with pytest.raises(TypeError, match="pool must be a bool"):
+        MixedDataset(real, gen, synthetic_fraction=0.5, pool="yes")

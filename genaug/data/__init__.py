@@ -22,6 +22,6 @@ __all__ = [
 
 from genaug.data.hdf5 import HDF5Dataset, export_hdf5  # noqa: E402
 from genaug.data.mixed import MixedDataset  # noqa: E402
-from genaug.data.synthetic import SyntheticDataset, SyntheticStream  # noqa: E402
+from genaug.data.synthetic import SyntheticDataset, SyntheticPool, SyntheticStream  # noqa: E402
 
-__all__ += ["HDF5Dataset", "MixedDataset", "SyntheticDataset", "SyntheticStream", "export_hdf5"]
+__all__ += ["HDF5Dataset", "MixedDataset", "SyntheticDataset", "SyntheticPool", "SyntheticStream", "export_hdf5"]

@@ -14,6 +14,8 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,25 +174,82 @@ def _write_blocks(model: Any, path: Path, partial: Path, labels: np.ndarray, *, 
     with f:
         bar = tqdm(total=total, initial=min(done * batch_size, total), unit="img",
                    disable=not progress, desc=f"export {path.name}")
-        for block in range(first_block + done, last_block):
-            start, stop = block * batch_size, min((block + 1) * batch_size, len(labels))
+
+        def write(block: int, start: int, stop: int, images: np.ndarray, latents: np.ndarray | None) -> None:
             # Stop cleanly before HDF5 meets a full disk (it can't recover from a failed write):
             # the blocks written so far stay resumable.
             if free_bytes(partial.parent) < (stop - start) * item_bytes * 2 + _SPACE_MARGIN:
                 written = (block - first_block) * batch_size
                 raise disk_full_error(path, kept=f"{written} of {total} images are kept in {partial.name}; "
                                                  "free some space and rerun with --resume (resume=True)")
-            y = torch.from_numpy(labels[start:stop])
-            if with_latents:
-                z = model.noise(stop - start, generator=block_generator(seed, block), truncation=truncation)
-                f["latents"][start - lo : stop - lo] = z.cpu().numpy()
-            x = model.sample(y, generator=block_generator(seed, block), truncation=truncation)
-            f["images"][start - lo : stop - lo] = to_uint8(x).reshape(stop - start, *item_shape).cpu().numpy()
+            if latents is not None:
+                f["latents"][start - lo : stop - lo] = latents
+            f["images"][start - lo : stop - lo] = images
             f.attrs["blocks_done"] = block - first_block + 1
             f.flush()
             bar.update(stop - start)
+
+        # Generation runs here while a writer thread compresses and writes the previous block, in
+        # block order, so the file and its resume points are those of writing each block in turn.
+        with BlockWriter(write) as writer:
+            for block in range(first_block + done, last_block):
+                start, stop = block * batch_size, min((block + 1) * batch_size, len(labels))
+                y = torch.from_numpy(labels[start:stop])
+                z = None
+                if with_latents:
+                    z = model.noise(stop - start, generator=block_generator(seed, block), truncation=truncation)
+                    z = z.cpu().numpy()
+                x = model.sample(y, generator=block_generator(seed, block), truncation=truncation)
+                writer.put(block, start, stop, to_uint8(x).reshape(stop - start, *item_shape).cpu().numpy(), z)
         bar.close()
         f.attrs["complete"] = True
+
+
+class BlockWriter:
+    """Runs ``write(*args)`` for each :meth:`put` on one background thread, in order.
+
+    At most ``depth`` blocks wait, so memory stays bounded. An error in ``write`` is raised
+    again by the next :meth:`put` or on leaving the ``with`` block, once the thread has stopped.
+    Leaving the block on an error of the caller's own finishes the write under way and drops
+    the blocks still waiting.
+    """
+
+    def __init__(self, write: Callable[..., None], depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="genaug-hdf5-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None and not self._cancelled:
+                try:
+                    self._write(*item)
+                except BaseException as err:  # raised again in the caller's thread
+                    self._error = err
+
+    def __enter__(self) -> BlockWriter:
+        self._thread.start()
+        return self
+
+    def put(self, *args: Any) -> None:
+        if self._error is not None:
+            self._finish()
+            raise self._error
+        self._queue.put(args)
+
+    def _finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self._cancelled = True
+        self._finish()
+        if exc_type is None and self._error is not None:
+            raise self._error
 
 
 #: Free space kept in reserve beyond a block's own bytes (HDF5 metadata, the chunk cache, the file system).

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from genaug._deprecation import renamed_kwarg
 from genaug._validation import check_float, check_int
 from genaug.data.labelled import dataset_classes, dataset_labels
-from genaug.data.synthetic import SyntheticDataset
+from genaug.data.synthetic import SyntheticDataset, SyntheticPool
 from genaug.generators.base import check_generator
 from genaug.generators.wrappers import match_classes
 
@@ -34,6 +34,10 @@ class MixedDataset(Dataset):
     - ``"uniform"``: top every class up to the count of the largest real class;
     - ``"match"``: as many synthetic items per class as real ones (doubles the data);
     - ``{class name or index: count}``: that many synthetic items of each listed class.
+
+    With ``pool=True`` the synthetic items come from a :class:`SyntheticPool` made in the
+    background and refreshed by :meth:`set_epoch` (for CPU training without workers; ``output``
+    must be "tensor").
 
     Synthetic items come from a :class:`SyntheticDataset` with ``output`` and ``transform``,
     which should produce what the real dataset's items look like.
@@ -57,8 +61,11 @@ class MixedDataset(Dataset):
         target_transform: Callable | None = None,
         output: str = "tensor",
         truncation: float = 1.0,
+        pool: bool = False,
     ) -> None:
         check_generator(model, conditional=True)
+        if not isinstance(pool, bool):
+            raise TypeError(f"pool must be a bool, got {type(pool).__name__}")
         if not (hasattr(real, "__getitem__") and hasattr(real, "__len__")):
             raise TypeError(
                 f"real must be a map-style dataset (with __getitem__ and __len__), got {type(real).__name__}")
@@ -113,7 +120,8 @@ class MixedDataset(Dataset):
         if n_syn:
             per = self.synthetic_counts
             weights = per / per.sum()
-            self.synthetic: SyntheticDataset | None = SyntheticDataset(
+            make = SyntheticPool if pool else SyntheticDataset
+            self.synthetic: SyntheticDataset | SyntheticPool | None = make(
                 model, size=n_syn, class_weights=weights.tolist(), seed=seed, transform=transform,
                 target_transform=target_transform, output=output, truncation=truncation,
             )
@@ -136,6 +144,11 @@ class MixedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.real) + (0 if self.synthetic is None else len(self.synthetic))
+
+    def set_epoch(self, epoch: int) -> None:
+        """With ``pool=True``, switch to epoch ``epoch``'s synthetic pool; otherwise nothing changes."""
+        if isinstance(self.synthetic, SyntheticPool):
+            self.synthetic.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         if not -len(self) <= index < len(self):

@@ -6,6 +6,7 @@ objects, never the global RNG, so shuffling, worker count and restarts change no
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -315,3 +316,109 @@ class SyntheticStream(IterableDataset):
         size = "infinite" if self.num_samples is None else self.num_samples
         return (f"Dataset {type(self).__name__}\n    Number of datapoints: {size}\n"
                 f"    Seed: {self.seed}, batch_size: {self.batch_size}, output: {self.output}")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s pool: distinct for every (seed, epoch) pair."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint32)[0])
+
+
+class SyntheticPool(Dataset):
+    """Synthetic items generated in the background, a fresh pool every epoch.
+
+    For CPU training with ``num_workers=0``: while the training loop works through epoch
+    ``e``'s pool, a background thread generates epoch ``e + 1``'s, so an item costs a tensor
+    index instead of a generator pass. Epoch ``e``'s pool is exactly
+    ``SyntheticDataset(model, ..., seed=epoch_seed(seed, e))``: it depends on the seed and the
+    epoch only, never on timing. Call :meth:`set_epoch` at the start of every epoch (as with
+    ``DistributedSampler``); it waits for that epoch's pool if it is not ready yet.
+
+    The pool holds ``len(self)`` float32 images (two pools while the next one is made). With
+    DataLoader workers each worker would get a copy of the pool; use :class:`SyntheticDataset`
+    there instead.
+
+    Example:
+        >>> pool = SyntheticPool(gen, per_class=1000, seed=0)  # doctest: +SKIP
+        >>> for epoch in range(10):  # doctest: +SKIP
+        ...     pool.set_epoch(epoch)
+        ...     for x, y in DataLoader(pool, batch_size=128, shuffle=True): ...
+    """
+
+    def __init__(self, model: Any, *, seed: int = 0, transform: Callable | None = None,
+                 target_transform: Callable | None = None, chunk: int = 1024, **kwargs: Any) -> None:
+        check_int("seed", seed, minimum=0)
+        check_int("chunk", chunk, minimum=1)
+        if kwargs.get("output", "tensor") != "tensor":
+            raise ValueError(f"SyntheticPool holds tensors; got output={kwargs['output']!r}")
+        self.seed = seed
+        self.transform = transform
+        self.target_transform = target_transform
+        self.chunk = chunk
+        self._kwargs = kwargs
+        self._source = SyntheticDataset(model, seed=seed, **kwargs)  # validates the arguments once
+        self.model = self._source.model
+        self.classes = self._source.classes
+        self.epoch = 0
+        self._images: torch.Tensor | None = None
+        self._labels: np.ndarray = self._source._labels
+        self._pending: dict[int, concurrent.futures.Future[torch.Tensor]] = {}
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.set_epoch(0)
+
+    def _dataset(self, epoch: int) -> SyntheticDataset:
+        return SyntheticDataset(self.model, seed=epoch_seed(self.seed, epoch), **self._kwargs)
+
+    def _make(self, epoch: int) -> torch.Tensor:
+        ds = self._dataset(epoch)
+        c, h, w = self.model.image_shape
+        out = torch.empty(len(ds), c, h, w)
+        for lo in range(0, len(ds), self.chunk):
+            idx = np.arange(lo, min(lo + self.chunk, len(ds)))
+            out[lo : lo + len(idx)] = ds._images(idx)
+        return out
+
+    def _start(self, epoch: int) -> None:
+        if epoch not in self._pending:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="genaug-pool")
+            self._pending[epoch] = self._executor.submit(self._make, epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Switch to epoch ``epoch``'s pool (waiting for it if needed) and start making the next one."""
+        check_int("epoch", epoch, minimum=0)
+        self._start(epoch)
+        self._images = self._pending.pop(epoch).result()
+        self._labels = self._dataset(epoch)._labels
+        for stale in [e for e in self._pending if e != epoch + 1]:
+            self._pending.pop(stale).cancel()
+        self.epoch = epoch
+        self._start(epoch + 1)
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The current epoch's labels as int64 (the class counts are the same every epoch)."""
+        return torch.from_numpy(self._labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+        n = len(self)
+        bad = [i for i in indices if not -n <= i < n]
+        if bad:
+            raise IndexError(f"indices {bad[:5]} out of range for {n} items")
+        idx = np.asarray(indices, dtype=np.int64) % n
+        return [apply_transforms(self._images[int(i)], int(self._labels[i]), self.transform, self.target_transform)
+                for i in idx]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pending"], state["_executor"] = {}, None  # the current pool travels, the next is made again
+        return state
+
+    def __repr__(self) -> str:
+        return (f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n"
+                f"    Seed: {self.seed}, epoch: {self.epoch}")
