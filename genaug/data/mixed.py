@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from genaug._deprecation import renamed_kwarg
 from genaug._validation import check_float, check_int
 from genaug.data.labelled import dataset_classes, dataset_labels
-from genaug.data.synthetic import SyntheticDataset, SyntheticPool
+from genaug.data.synthetic import SyntheticDataset, SyntheticPool, checked_indices
 from genaug.generators.base import check_generator
 from genaug.generators.wrappers import match_classes
 
@@ -161,10 +161,7 @@ class MixedDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> list[tuple[Any, Any]]:
         """Batched access for DataLoader: the batch's synthetic items come from one generator pass."""
         n, n_real = len(self), len(self.real)
-        bad = [i for i in indices if not -n <= i < n]
-        if bad:
-            raise IndexError(f"indices {bad[:5]} out of range for {n} items")
-        idx = [int(i) % n for i in indices]
+        idx = checked_indices(indices, n).tolist()
         syn_pos = [j for j, i in enumerate(idx) if i >= n_real]
         out: list[Any] = [None] * len(idx)
         if syn_pos:

@@ -64,6 +64,14 @@ def to_output(x: torch.Tensor, output: str) -> Any:
     return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
 
 
+def checked_indices(indices: Sequence[int], n: int) -> np.ndarray:
+    """``indices`` of a dataset of ``n`` items as non-negative int64, or IndexError naming the bad ones."""
+    bad = [i for i in indices if not -n <= i < n]
+    if bad:
+        raise IndexError(f"indices {bad[:5]} out of range for {n} items")
+    return np.asarray(indices, dtype=np.int64) % max(n, 1)
+
+
 class SyntheticDataset(Dataset):
     """A map-style dataset of synthetic ``(image, int label)`` pairs.
 
@@ -182,11 +190,7 @@ class SyntheticDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
         """Batched access, used by DataLoader: one generator pass for the whole batch."""
-        n = len(self)
-        bad = [i for i in indices if not -n <= i < n]
-        if bad:
-            raise IndexError(f"indices {bad[:5]} out of range for {n} items")
-        idx = np.asarray(indices, dtype=np.int64) % n
+        idx = checked_indices(indices, len(self))
         images = self._images(idx)
         return [self._item(images[j], int(i)) for j, i in enumerate(idx)]
 
@@ -355,27 +359,25 @@ class SyntheticPool(Dataset):
         self.target_transform = target_transform
         self.chunk = chunk
         self._kwargs = kwargs
-        self._source = SyntheticDataset(model, seed=seed, **kwargs)  # validates the arguments once
-        self.model = self._source.model
-        self.classes = self._source.classes
+        self.model = model
+        self.classes = self._dataset(0).classes  # validates the arguments before any thread starts
         self.epoch = 0
-        self._images: torch.Tensor | None = None
-        self._labels: np.ndarray = self._source._labels
-        self._pending: dict[int, concurrent.futures.Future[torch.Tensor]] = {}
+        self._pending: dict[int, concurrent.futures.Future[tuple[torch.Tensor, np.ndarray]]] = {}
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.set_epoch(0)
 
     def _dataset(self, epoch: int) -> SyntheticDataset:
         return SyntheticDataset(self.model, seed=epoch_seed(self.seed, epoch), **self._kwargs)
 
-    def _make(self, epoch: int) -> torch.Tensor:
+    def _make(self, epoch: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Epoch ``epoch``'s images and labels."""
         ds = self._dataset(epoch)
         c, h, w = self.model.image_shape
         out = torch.empty(len(ds), c, h, w)
         for lo in range(0, len(ds), self.chunk):
             idx = np.arange(lo, min(lo + self.chunk, len(ds)))
             out[lo : lo + len(idx)] = ds._images(idx)
-        return out
+        return out, ds._labels
 
     def _start(self, epoch: int) -> None:
         if epoch not in self._pending:
@@ -387,8 +389,7 @@ class SyntheticPool(Dataset):
         """Switch to epoch ``epoch``'s pool (waiting for it if needed) and start making the next one."""
         check_int("epoch", epoch, minimum=0)
         self._start(epoch)
-        self._images = self._pending.pop(epoch).result()
-        self._labels = self._dataset(epoch)._labels
+        self._images, self._labels = self._pending.pop(epoch).result()
         for stale in [e for e in self._pending if e != epoch + 1]:
             self._pending.pop(stale).cancel()
         self.epoch = epoch
@@ -400,17 +401,13 @@ class SyntheticPool(Dataset):
         return torch.from_numpy(self._labels.astype(np.int64))
 
     def __len__(self) -> int:
-        return len(self._source)
+        return len(self._labels)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
-        n = len(self)
-        bad = [i for i in indices if not -n <= i < n]
-        if bad:
-            raise IndexError(f"indices {bad[:5]} out of range for {n} items")
-        idx = np.asarray(indices, dtype=np.int64) % n
+        idx = checked_indices(indices, len(self))
         return [apply_transforms(self._images[int(i)], int(self._labels[i]), self.transform, self.target_transform)
                 for i in idx]
 
