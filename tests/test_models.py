@@ -15,7 +15,9 @@ from genaug.models import (
     make_config,
 )
 from genaug.models.autoencoder import VAE
-from genaug.models.layers import stride2_stages
+import genaug
+from genaug.models import layers
+from genaug.models.layers import ConvTranspose2d, stride2_stages
 
 X = torch.rand(4, 1, 28, 28)
 Y = torch.tensor([0, 3, 9, 3])
@@ -254,3 +256,44 @@ def test_a_shape_no_stage_count_fits_names_the_shapes_taken_and_the_resize():
     assert "(3, 30, 30)" in msg and "--resize 32,32" in msg and "(3, 64, 64)" in msg
     with pytest.raises(ValueError, match=r"divisible by 8 \(3 stride-2 stages\), got \(1, 28, 28\).*--resize 32,32"):
         make_config("vae", {"image_shape": (1, 28, 28), "channels": (4, 8, 16)})
+
+
+# ---------------------------------------------------------------- thin transposed convolutions
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "kernel", "stride", "padding", "output_padding", "hw"),
+    [
+        (64, 1, 4, 2, 1, 0, (14, 14)),  # the DCGAN output layer
+        (32, 3, 5, 2, 2, 1, (7, 9)),  # an RGB ConvDecoder output layer, non-square
+        (8, 2, 3, 1, 1, 0, (5, 6)),
+        (8, 4, 3, 3, 0, 2, (4, 4)),
+        (6, 1, 4, 2, 3, 0, (9, 9)),
+    ],
+)
+def test_thin_transposed_convolution_equals_torch(cin, cout, kernel, stride, padding, output_padding, hw):
+    torch.manual_seed(0)
+    layer = ConvTranspose2d(cin, cout, kernel, stride=stride, padding=padding, output_padding=output_padding)
+    assert cout <= layers.THIN_OUT_CHANNELS  # the GEMM path runs
+    x = torch.randn(5, cin, *hw, requires_grad=True)
+    ours = layer(x)
+    ref = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, stride, padding, output_padding)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ours, (x, layer.weight, layer.bias), grad),
+                    torch.autograd.grad(ref, (x, layer.weight, layer.bias), grad), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
+    # channels_last input takes the copy-free view and gives the same result
+    torch.testing.assert_close(layer(x.detach().contiguous(memory_format=torch.channels_last)), ours.detach())
+
+
+@pytest.mark.parametrize("name", ["mnist-cdcgan", "mnist-cvae"])
+def test_thin_output_layer_gives_the_same_images(name, monkeypatch):
+    gen = genaug.load_generator(name, device="cpu")
+    labels = torch.arange(300) % 10
+    fast = gen.sample(labels, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(layers, "THIN_OUT_CHANNELS", 0)  # every layer through nn.ConvTranspose2d
+    slow = gen.sample(labels, generator=torch.Generator().manual_seed(5))
+    assert (fast - slow).abs().max() <= 1e-6
+    assert fast.is_contiguous()

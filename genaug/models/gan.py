@@ -29,6 +29,7 @@ from genaug.models.config import ModelConfig
 from genaug.models.layers import (
     ConvDecoder,
     ConvEncoder,
+    ConvTranspose2d,
     MinibatchDiscrimination,
     feature_trunk,
     join_label_maps,
@@ -292,7 +293,7 @@ class DCGANGenerator(nn.Module):
         outs = tuple(channels[1:]) + (c,)
         ch = channels[0]
         for i, out in enumerate(outs):
-            layers.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
+            layers.append(ConvTranspose2d(ch, out, 4, stride=2, padding=1))
             if i < len(outs) - 1:
                 layers += [nn.BatchNorm2d(out), nn.ReLU()]
             ch = out
@@ -301,7 +302,9 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.fc(join_label_vector(z, labels, self.num_classes))
-        return self.conv(h.view(-1, *self.start_shape))
+        # channels_last inside, as in ConvDecoder; images leave in the default layout
+        x = h.view(-1, *self.start_shape).contiguous(memory_format=torch.channels_last)
+        return self.conv(x).contiguous()
 
 
 class DCGANDiscriminator(nn.Module):

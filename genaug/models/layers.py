@@ -145,6 +145,59 @@ class MinibatchDiscrimination(nn.Module):
         return torch.cat([h, o], dim=1)
 
 
+#: Transposed convolutions with at most this many output channels take the GEMM + shifted-add path
+#: on CPU: oneDNN runs such thin layers (an image's 1 or 3 channels) at 3-10 GFLOP/s, a tenth of
+#: the machine's GEMM rate, which made the last layer of a generator cost as much as all the others.
+THIN_OUT_CHANNELS = 4
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` with a faster CPU path for thin outputs; same parameters and state dict.
+
+    With at most :data:`THIN_OUT_CHANNELS` output channels on CPU it computes every kernel tap's
+    contribution in one matrix product and adds the taps into the output at their strided offsets.
+    That is the definition of a transposed convolution, so the result equals the oneDNN kernel's up
+    to float rounding (a few 1e-7 relative), forward and backward. Other layers, devices and
+    options (groups, dilation, ``output_size``) use ``nn.ConvTranspose2d`` unchanged.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if (output_size is not None or x.dim() != 4 or x.device.type != "cpu" or self.groups != 1
+                or self.out_channels > THIN_OUT_CHANNELS or self.dilation != (1, 1)
+                or self.padding_mode != "zeros"):
+            return super().forward(x, output_size)
+        return thin_conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
+
+
+def thin_conv_transpose2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_padding: tuple[int, ...],
+) -> torch.Tensor:
+    """``F.conv_transpose2d`` (groups 1, dilation 1) as one GEMM plus ``k*k`` shifted adds."""
+    n, cin, h, w = x.shape
+    cout, k1, k2 = weight.shape[1], weight.shape[2], weight.shape[3]
+    (s1, s2), (p1, p2), (o1, o2) = stride, padding, output_padding
+    out_h, out_w = (h - 1) * s1 - 2 * p1 + k1 + o1, (w - 1) * s2 - 2 * p2 + k2 + o2
+    # taps[c, t1, t2, b, i, j]: input pixel (b, i, j)'s contribution to output (s1*i + t1 - p1, s2*j + t2 - p2),
+    # each tap a contiguous block. The pixels-by-channels view is free for channels_last input.
+    pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, cin)
+    taps = torch.mm(weight.reshape(cin, cout * k1 * k2).t(), pixels.t()).view(cout, k1, k2, n, h, w)
+    q1, q2 = -(-k1 // s1), -(-k2 // s2)
+    # out[..., a, r1, b, r2] is output row s1*a + r1 and column s2*b + r2, before cropping the padding
+    out = x.new_zeros(n, cout, h + q1, s1, w + q2, s2)
+    for t1 in range(k1):
+        a, r1 = divmod(t1, s1)
+        for t2 in range(k2):
+            b, r2 = divmod(t2, s2)
+            out[:, :, a : a + h, r1, b : b + w, r2] += taps[:, t1, t2].transpose(0, 1)
+    out = out.view(n, cout, (h + q1) * s1, (w + q2) * s2)[:, :, p1 : p1 + out_h, p2 : p2 + out_w]
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
 class ConvEncoder(nn.Module):
     """Stride-2 5x5 convolutions, each halving H and W, then flatten."""
 
@@ -217,7 +270,7 @@ class ConvDecoder(nn.Module):
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, out, kernel_size, padding=pad)]
             else:
                 layers.append(
-                    nn.ConvTranspose2d(c, out, kernel_size, stride=2, padding=pad, output_padding=out_pad)
+                    ConvTranspose2d(c, out, kernel_size, stride=2, padding=pad, output_padding=out_pad)
                 )
             if i < len(outs) - 1:
                 layers += [norm_2d(norm, out), _act(activation)]
@@ -225,7 +278,10 @@ class ConvDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(h).view(-1, *self.start_shape))
+        # channels_last inside: the convolutions skip a layout reorder each, and the thin last layer's
+        # GEMM reads its input in place (benchmarks/sampling.py). Images leave in the default layout.
+        x = self.fc(h).view(-1, *self.start_shape).contiguous(memory_format=torch.channels_last)
+        return self.net(x).contiguous()
 
 
 def _act(name: str) -> nn.Module:
