@@ -276,6 +276,16 @@ def test_synthetic_pool_is_deterministic_per_seed_and_epoch():
     assert sorted(a.targets.tolist()) == sorted(ref.targets.tolist())  # with the same class counts
     with pytest.raises(ValueError, match="holds tensors"):
         SyntheticPool(gen, per_class=3, output="pil")
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(a))  # the current pool travels
+    assert torch.equal(copy[0][0], a[0][0])
+    with a:  # close() stops the background thread; the current pool stays readable
+        pass
+    assert a._executor is None and torch.equal(a[0][0], copy[0][0])
+    with pytest.raises(RuntimeError, match="closed"):
+        a.set_epoch(2)
+    copy.set_epoch(2)  # the copy is open
     with pytest.raises(IndexError, match="out of range"):
         a[len(a)]
 
@@ -295,5 +305,7 @@ def test_mixed_dataset_pool_mode_follows_set_epoch():
     for i in range(40):
         assert torch.equal(mixed[i][0], again[i][0]) and mixed[i][1] == again[i][1]
     assert torch.equal(mixed[3][0], plain[3][0])  # real items are untouched
+    mixed.close()
+    assert mixed.synthetic._executor is None
     with pytest.raises(TypeError, match="pool must be a bool"):
         MixedDataset(real, gen, synthetic_fraction=0.5, pool="yes")

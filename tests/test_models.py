@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import TINY_MODEL
 
+import genaug
 from genaug.models import (
     BEGANConfig,
     DCGANConfig,
@@ -11,12 +12,11 @@ from genaug.models import (
     MinibatchDiscrimination,
     VAEConfig,
     build_model,
+    layers,
     list_models,
     make_config,
 )
 from genaug.models.autoencoder import VAE
-import genaug
-from genaug.models import layers
 from genaug.models.layers import ConvTranspose2d, stride2_stages
 
 X = torch.rand(4, 1, 28, 28)

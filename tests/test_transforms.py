@@ -70,6 +70,30 @@ def test_p0_is_identity_and_p1_all_synthetic(kind, label, seed):
     assert lab == label and not np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_path_equals_the_generic_transform_path(kind):
+    """(image, label) calls skip v2's flattening; a dict sample goes through it. Same images, and
+    each equals match_like of the bank's float image (banks are converted once per refill)."""
+    from genaug.transforms import match_like
+
+    fast, generic = SyntheticReplace(GEN, p=0.7, seed=3), SyntheticReplace(GEN, p=0.7, seed=3)
+    reference = SyntheticReplace(GEN, p=0.7, seed=3)
+    replaced = 0
+    for i in range(20):
+        img = make_image(kind, i)
+        a, label_a = fast(img, i % 10)
+        b = generic({"image": img, "label": i % 10})
+        rng = reference._rng.get()
+        replace = float(torch.rand((), generator=rng)) < 0.7
+        expected = match_like(reference._banks.take(i % 10, rng)[0], img) if replace else img
+        for got in (a, b["image"]):
+            assert type(got) is type(img)
+            assert np.array_equal(np.asarray(got), np.asarray(expected))
+        assert label_a == b["label"] == i % 10
+        replaced += replace
+    assert 0 < replaced < 20
+
+
 def test_replacement_is_of_the_same_class():
     from helpers import ClassShade
 

@@ -150,6 +150,11 @@ class MixedDataset(Dataset):
         if isinstance(self.synthetic, SyntheticPool):
             self.synthetic.set_epoch(epoch)
 
+    def close(self) -> None:
+        """With ``pool=True``, stop the pool's background thread (:meth:`SyntheticPool.close`)."""
+        if isinstance(self.synthetic, SyntheticPool):
+            self.synthetic.close()
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")

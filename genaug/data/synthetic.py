@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -339,7 +340,8 @@ class SyntheticPool(Dataset):
 
     The pool holds ``len(self)`` float32 images (two pools while the next one is made). With
     DataLoader workers each worker would get a copy of the pool; use :class:`SyntheticDataset`
-    there instead.
+    there instead. :meth:`close` (or a ``with`` block) stops the background thread at its next
+    chunk; without it, a program that ends mid-epoch first finishes the next pool.
 
     Example:
         >>> pool = SyntheticPool(gen, per_class=1000, seed=0)  # doctest: +SKIP
@@ -364,6 +366,7 @@ class SyntheticPool(Dataset):
         self.epoch = 0
         self._pending: dict[int, concurrent.futures.Future[tuple[torch.Tensor, np.ndarray]]] = {}
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._closed = threading.Event()
         self.set_epoch(0)
 
     def _dataset(self, epoch: int) -> SyntheticDataset:
@@ -375,6 +378,8 @@ class SyntheticPool(Dataset):
         c, h, w = self.model.image_shape
         out = torch.empty(len(ds), c, h, w)
         for lo in range(0, len(ds), self.chunk):
+            if self._closed.is_set():
+                raise RuntimeError("the SyntheticPool was closed")
             idx = np.arange(lo, min(lo + self.chunk, len(ds)))
             out[lo : lo + len(idx)] = ds._images(idx)
         return out, ds._labels
@@ -388,12 +393,28 @@ class SyntheticPool(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Switch to epoch ``epoch``'s pool (waiting for it if needed) and start making the next one."""
         check_int("epoch", epoch, minimum=0)
+        if self._closed.is_set():
+            raise RuntimeError("this SyntheticPool is closed; its current pool can still be read")
         self._start(epoch)
         self._images, self._labels = self._pending.pop(epoch).result()
         for stale in [e for e in self._pending if e != epoch + 1]:
             self._pending.pop(stale).cancel()
         self.epoch = epoch
         self._start(epoch + 1)
+
+    def close(self) -> None:
+        """Stop making the next pool and end the background thread; the current pool stays readable."""
+        self._closed.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._pending.clear()
+
+    def __enter__(self) -> SyntheticPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def targets(self) -> torch.Tensor:
@@ -414,7 +435,12 @@ class SyntheticPool(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pending"], state["_executor"] = {}, None  # the current pool travels, the next is made again
+        del state["_closed"]  # an Event holds a lock; a copy starts open
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._closed = threading.Event()
 
     def __repr__(self) -> str:
         return (f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n"

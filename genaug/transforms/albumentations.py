@@ -44,7 +44,7 @@ class SyntheticReplaceA(A.ImageOnlyTransform):
         if self.label_key not in data:
             raise ValueError(f"SyntheticReplaceA needs the label as {self.label_key}=..., got keys {sorted(data)}")
         label = int(data[self.label_key])
-        return {"synthetic": self._banks.take(label, self._rng.get())}
+        return {"synthetic": self._banks.take(label, self._rng.get())[0]}
 
     def apply(self, img: np.ndarray, synthetic: torch.Tensor | None = None, **params: Any) -> np.ndarray:
         c, h, w = synthetic.shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -50,61 +51,102 @@ def _as_label(x: Any) -> int | None:
 
 def match_like(synthetic: torch.Tensor, like: Any) -> Any:
     """A float (C, H, W) image in [0, 1] converted to the type, dtype, shape and range of ``like``."""
-    c, h, w = synthetic.shape
+    kind = _kind(like)
+    return _fit(_convert(synthetic[None], kind)[0], kind, tuple(synthetic.shape), like)
+
+
+def _kind(like: Any) -> str:
+    """How a synthetic image is stored to replace ``like``: "pil", "uint8" or "float"."""
     if isinstance(like, PIL.Image.Image):
+        return "pil"
+    if isinstance(like, torch.Tensor) and like.dtype == torch.uint8:
+        return "uint8"
+    return "float"
+
+
+def _convert(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Float (N, C, H, W) images in [0, 1] in the layout of ``kind``, converted in one pass."""
+    if kind == "pil":  # what to_pil_image does: mul(255).byte(), channels last
+        return images.clamp(0, 1).mul(255).byte().permute(0, 2, 3, 1).contiguous()
+    if kind == "uint8":
+        return images.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return images
+
+
+def _fit(img: torch.Tensor, kind: str, shape: tuple[int, int, int], like: Any) -> Any:
+    """``img`` (from :func:`_convert` with ``kind``) checked against ``like`` and given its type."""
+    c, h, w = shape
+    if kind == "pil":
         bands = len(like.getbands())
         if (like.size[1], like.size[0]) != (h, w) or bands != c:
             raise ValueError(
                 f"expected a PIL image of {c} band(s) and size {w}x{h} (the generator's shape), "
                 f"got {bands} band(s) and size {like.size[0]}x{like.size[1]}"
             )
-        out = v2.functional.to_pil_image(synthetic.clamp(0, 1))
+        arr = img.numpy()
+        out = PIL.Image.fromarray(arr[:, :, 0] if c == 1 else arr)
         return out.convert(like.mode) if out.mode != like.mode else out
     if isinstance(like, torch.Tensor):
-        shape = tuple(like.shape)
-        if shape == (c, h, w):
-            img = synthetic
-        elif c == 1 and shape == (h, w):
-            img = synthetic[0]
-        else:
-            raise ValueError(
-                f"expected an image tensor of shape {(c, h, w)} (the generator's shape), got {shape}"
-            )
-        if like.dtype == torch.uint8:
-            img = img.mul(255).round_().clamp_(0, 255).to(torch.uint8)
-        elif like.is_floating_point():
-            if not bool(torch.isfinite(like).all()):
+        got = tuple(like.shape)
+        if got == (h, w) and c == 1:
+            img = img[0]
+        elif got != (c, h, w):
+            raise ValueError(f"expected an image tensor of shape {(c, h, w)} (the generator's), got {got}")
+        if kind == "float":
+            if not like.is_floating_point():
+                raise TypeError(f"expected a uint8 or float image tensor, got dtype {like.dtype}")
+            lo, hi = (float(v) for v in torch.aminmax(like))  # NaN propagates into both
+            if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ValueError("expected finite float images in [0, 1], got an image with NaN or inf values")
-            lo, hi = float(like.min()), float(like.max())
             if lo < 0 or hi > 1:
                 raise ValueError(
                     f"expected float images in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
                     "place SyntheticReplace before Normalize"
                 )
             img = img.to(like.dtype)
-        else:
-            raise TypeError(f"expected a uint8 or float image tensor, got dtype {like.dtype}")
         img = img.to(like.device)
         return tv_tensors.wrap(img, like=like) if isinstance(like, tv_tensors.TVTensor) else img
     raise TypeError(f"expected a PIL image or an image tensor, got {type(like).__name__}")
 
 
+#: Memory that the float banks of all classes may take together when ``bank_size`` is not given.
+BANK_BYTES = 32 * 2**20
+
+
+def default_bank_size(model: Any) -> int:
+    """256 images per class, or fewer so that every class's bank fits in :data:`BANK_BYTES`."""
+    c, h, w = model.image_shape
+    per_image = 4 * c * h * w * max(model.num_classes, 1)
+    return max(1, min(256, BANK_BYTES // per_image))
+
+
 class _Banks:
-    """Per-class banks of synthetic images, refilled ``bank_size`` at a time."""
+    """Per-class banks of synthetic images, refilled ``bank_size`` at a time.
+
+    A bank is converted to the layout that the images it replaces need (see :func:`_convert`)
+    once per refill, so an item costs an index rather than a conversion.
+    """
 
     def __init__(self, model: Any, bank_size: int, truncation: float) -> None:
         self.model, self.bank_size, self.truncation = model, bank_size, truncation
-        self.banks: dict[int, list[torch.Tensor]] = {}
+        # label -> [float images, items left, {kind: converted images}]
+        self.banks: dict[int, list[Any]] = {}
 
-    def take(self, label: int, rng: torch.Generator) -> torch.Tensor:
+    def take(self, label: int, rng: torch.Generator, kind: str = "float") -> tuple[torch.Tensor, torch.Tensor]:
+        """The next image of class ``label``: as a float (C, H, W) image in [0, 1], and in ``kind``'s layout."""
         k = self.model.num_classes
         if not 0 <= label < k:
             raise ValueError(f"label must be in [0, {k - 1}] (the generator's classes), got {label}")
-        bank = self.banks.setdefault(label, [])
-        if not bank:
+        bank = self.banks.get(label)
+        if bank is None or bank[1] == 0:
             y = torch.full((self.bank_size,), label, dtype=torch.long)
-            bank.extend(self.model.sample(y, generator=rng, truncation=self.truncation).cpu().unbind(0))
-        return bank.pop()
+            bank = self.banks[label] = [self.model.sample(y, generator=rng, truncation=self.truncation).cpu(),
+                                        self.bank_size, {}]
+        images, left, converted = bank
+        if kind not in converted:
+            converted[kind] = _convert(images, kind)
+        bank[1] = left - 1
+        return images[left - 1], converted[kind][left - 1]  # last first, as a list's pop()
 
 
 class SyntheticReplace(v2.Transform):
@@ -120,7 +162,10 @@ class SyntheticReplace(v2.Transform):
     Args:
         model: a class-labelled generator.
         p: probability of replacement.
-        bank_size: images generated per refill of a class's bank.
+        bank_size: images generated per refill of a class's bank. ``None`` (the default) takes
+            256, or fewer when 256 images of every class would pass :data:`BANK_BYTES`
+            (e.g. 256 for MNIST's 10 classes, 27 for 100 classes of 3x32x32 images). Larger
+            refills run the generator at a more efficient batch size.
         seed: seed of the decisions and samples; ``None`` takes ``torch.initial_seed()`` in
             each process, which DataLoader sets per worker.
         truncation: latent scale in (0, 1].
@@ -136,13 +181,15 @@ class SyntheticReplace(v2.Transform):
 
     @renamed_kwarg("generator", "model")
     def __init__(
-        self, model: Any, *, p: float = 0.5, bank_size: int = 64, seed: int | None = None,
+        self, model: Any, *, p: float = 0.5, bank_size: int | None = None, seed: int | None = None,
         truncation: float = 1.0, classes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         check_generator(model, conditional=True)
         model = match_classes(model, _names("classes", classes), name="classes")
         check_probability("p", p)
+        if bank_size is None:
+            bank_size = default_bank_size(model)
         check_int("bank_size", bank_size, minimum=1)
         check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
         if seed is not None:
@@ -159,6 +206,18 @@ class SyntheticReplace(v2.Transform):
         warn_deprecated(f"{type(self).__name__}.generator", f"{type(self).__name__}.model")
         return self.model
 
+    def forward(self, *inputs: Any) -> Any:
+        # The usual call, (image, label) from a dataset's ``transforms=`` or a Compose, skips the
+        # pytree flattening of v2.Transform.forward, which cost more per item than generation. It
+        # does what that would do: the image is the one input transformed, the label passes through.
+        if len(inputs) == 2 and isinstance(inputs[0], (PIL.Image.Image, torch.Tensor)):
+            image, label = inputs
+            if _as_label(label) is not None and (not isinstance(image, tv_tensors.TVTensor)
+                                                 or isinstance(image, tv_tensors.Image)):
+                self._label = _as_label(label)
+                return self.transform(image, self.make_params([image])), label
+        return super().forward(*inputs)
+
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         # The label is not an image, so make_params never sees it: take it here.
         labels = [lab for lab in (_as_label(x) for x in flat_inputs) if lab is not None]
@@ -172,13 +231,16 @@ class SyntheticReplace(v2.Transform):
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         rng = self._rng.get()
         replace = self.p > 0 and float(torch.rand((), generator=rng)) < self.p
-        synthetic = self._banks.take(self._label, rng) if replace else None
-        return {"synthetic": synthetic}
+        kind = _kind(flat_inputs[0]) if flat_inputs else "float"
+        synthetic, converted = self._banks.take(self._label, rng, kind) if replace else (None, None)
+        return {"synthetic": synthetic, "converted": converted, "kind": kind}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if params["synthetic"] is None:
             return inpt
-        return match_like(params["synthetic"], inpt)
+        if _kind(inpt) != params["kind"]:  # a second image, of another type, in the same sample
+            return match_like(params["synthetic"], inpt)
+        return _fit(params["converted"], params["kind"], tuple(params["synthetic"].shape), inpt)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
