@@ -275,17 +275,20 @@ def test_thin_transposed_convolution_equals_torch(cin, cout, kernel, stride, pad
     torch.manual_seed(0)
     layer = ConvTranspose2d(cin, cout, kernel, stride=stride, padding=padding, output_padding=output_padding)
     assert cout <= layers.THIN_OUT_CHANNELS  # the GEMM path runs
-    x = torch.randn(5, cin, *hw, requires_grad=True)
-    ours = layer(x)
-    ref = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, stride, padding, output_padding)
-    assert ours.shape == ref.shape
-    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
-    grad = torch.randn_like(ref)
-    for a, b in zip(torch.autograd.grad(ours, (x, layer.weight, layer.bias), grad),
-                    torch.autograd.grad(ref, (x, layer.weight, layer.bias), grad), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5)
-    # channels_last input takes the copy-free view and gives the same result
-    torch.testing.assert_close(layer(x.detach().contiguous(memory_format=torch.channels_last)), ours.detach())
+    x = torch.randn(5, cin, *hw)
+    with torch.no_grad():  # the GEMM path is for inference
+        ours = layer(x)
+        ref = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, stride, padding, output_padding)
+        assert ours.shape == ref.shape
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+        # channels_last input takes the copy-free view and gives the same result
+        torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), ours)
+    # with autograd recording, nn.ConvTranspose2d runs, and its gradients flow
+    x.requires_grad_(True)
+    out = layer(x)
+    torch.testing.assert_close(out.detach(), ours, atol=1e-5, rtol=1e-5)
+    out.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
 
 
 @pytest.mark.parametrize("name", ["mnist-cdcgan", "mnist-cvae"])

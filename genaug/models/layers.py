@@ -157,14 +157,16 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     With at most :data:`THIN_OUT_CHANNELS` output channels on CPU it computes every kernel tap's
     contribution in one matrix product and adds the taps into the output at their strided offsets.
     That is the definition of a transposed convolution, so the result equals the oneDNN kernel's up
-    to float rounding (a few 1e-7 relative), forward and backward. Other layers, devices and
-    options (groups, dilation, ``output_size``) use ``nn.ConvTranspose2d`` unchanged.
+    to float rounding (a few 1e-7 relative). The path is for inference (sampling, export): with
+    autograd recording, and for other layers, devices and options (groups, dilation,
+    ``output_size``), ``nn.ConvTranspose2d`` runs unchanged.
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if (output_size is not None or x.dim() != 4 or x.device.type != "cpu" or self.groups != 1
                 or self.out_channels > THIN_OUT_CHANNELS or self.dilation != (1, 1)
-                or self.padding_mode != "zeros"):
+                or self.padding_mode != "zeros"
+                or (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))):
             return super().forward(x, output_size)
         return thin_conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
 

@@ -78,6 +78,18 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def seed_step(seed: int, device: torch.device) -> None:
+    """Seed the default generators that a step on ``device`` draws from: the CPU one, and the
+    device's own. ``torch.manual_seed`` would also queue a seed for every CUDA device, which
+    on a machine without CUDA formats a stack trace each time (about 1 ms, 7% of a cVAE step)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
 def ema_with_warmup(decay: float) -> Any:
     """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates,
     so the average is not dominated by the random initial weights in short runs."""
@@ -474,7 +486,7 @@ class Trainer:
                     x = x * 2 - 1
 
                 # One optimisation step, its noise seeded by (seed, rank, step).
-                torch.manual_seed(step_seed(cfg.seed, self.rank, self.step))
+                seed_step(step_seed(cfg.seed, self.rank, self.step), self.device)
                 losses = self.recipe.train_step(x, y, self.step)
                 self._check_finite(losses)
                 self._sync_buffers()
