@@ -17,10 +17,12 @@ from genaug.generators import (
     GANGenerator,
     Generator,
     LabelledGenerator,
+    LatentPriorGenerator,
     MixtureGenerator,
     RelabelledGenerator,
     SamplingError,
     VAEGenerator,
+    fit_latent_prior,
     match_classes,
 )
 from genaug.hub import load_generator
@@ -44,6 +46,7 @@ __all__ = [
     "GANGenerator",
     "Generator",
     "LabelledGenerator",
+    "LatentPriorGenerator",
     "MixtureGenerator",
     "OutputInUseError",
     "RelabelledGenerator",
@@ -58,6 +61,7 @@ __all__ = [
     "list_presets",
     "list_recipes",
     "load_generator",
+    "fit_latent_prior",
     "match_classes",
     "register_family",
     "register_generator",

@@ -30,6 +30,14 @@ def tiny_generator(family: str, num_classes: int = 10) -> BaseGenerator:
         judge = Classifier(make_config("classifier", TINY_MODEL["classifier"]))
         return FilteredGenerator(tiny_generator("vae", num_classes or 10), judge,
                                  config=FilterConfig(min_confidence=0.05))
+    if family == "latent-prior":  # a per-class 2-component mixture fitted to random images
+        from genaug.generators import fit_latent_prior
+
+        base = tiny_generator("vae", num_classes or 10)
+        g = torch.Generator().manual_seed(0)
+        labels = torch.arange(20 * base.num_classes) % base.num_classes
+        return fit_latent_prior(base, torch.rand(len(labels), *base.image_shape, generator=g), labels,
+                                components=2, iterations=5)
     cfg = make_config(family, {**TINY_MODEL[family], "num_classes": num_classes})
     if family == "vae":
         return VAEGenerator(build_model("vae", cfg))

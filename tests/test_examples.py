@@ -84,3 +84,14 @@ def test_coloured_digits_folder_example_writes_an_rgb_folder_genaug_trains_on(tm
     import genaug
 
     assert genaug.load_generator(tmp_path / "run").image_shape == (3, 32, 32)
+
+
+def test_latent_prior_example_runs(tmp_path):
+    out = tmp_path / "gmm"
+    res = subprocess.run([sys.executable, str(REPO / "examples" / "latent_prior.py"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "grid.png").is_file() and (out / "config.json").is_file()
+    again = subprocess.run([sys.executable, str(REPO / "examples" / "latent_prior.py"), "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "--overwrite" in again.stderr

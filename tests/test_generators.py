@@ -7,7 +7,7 @@ from helpers import tiny_generator
 import genaug
 from genaug.generators import Generator, LabelledConfig, LabelledGenerator
 
-ALL = ["vae", "gan", "dcgan", "began", "labelled", "filtered", "mixture", "relabelled"]
+ALL = ["vae", "gan", "dcgan", "began", "labelled", "filtered", "mixture", "relabelled", "latent-prior"]
 
 
 def labels_for(gen, n=12):
@@ -23,7 +23,7 @@ def test_every_family_has_a_generator_test():
 @pytest.mark.parametrize("family", ALL)
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_sample_contract(family, num_classes):
-    if family in ("labelled", "filtered", "relabelled") and num_classes == 0:
+    if family in ("labelled", "filtered", "relabelled", "latent-prior") and num_classes == 0:
         pytest.skip(f"a {family} generator always has classes")
     gen = tiny_generator(family, num_classes)
     assert isinstance(gen, Generator)
@@ -228,3 +228,54 @@ def test_mixture_card_keeps_component_provenance(tmp_path):
     assert [c["family"] for c in card["components"]] == ["vae", "dcgan"]
     assert card["components"][0]["provenance"]["training_data"] == "set A"
     assert loaded.config.weights == (1.0, 1.0)
+
+
+# ---------------------------------------------------------------- ex-post latent prior
+
+
+def test_gmm_fit_recovers_separated_clusters():
+    from genaug.generators.prior import _fit_gmm
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.tensor([[-4.0, 0.0], [4.0, 1.0], [0.0, 6.0]], dtype=torch.float64)
+    x = torch.cat([c + 0.5 * torch.randn(300, 2, generator=g, dtype=torch.float64) for c in truth])
+    weights, means, chol = _fit_gmm(x, 3, 50, 1e-6, torch.Generator().manual_seed(1))
+    order = means[:, 0].argsort()
+    torch.testing.assert_close(means[order], truth[truth[:, 0].argsort()], atol=0.15, rtol=0)
+    torch.testing.assert_close(weights, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02, rtol=0)
+    cov = chol @ chol.transpose(1, 2)
+    torch.testing.assert_close(cov, 0.25 * torch.eye(2, dtype=torch.float64).expand(3, 2, 2), atol=0.06, rtol=0)
+
+
+def test_latent_prior_is_seeded_and_saved_with_its_mixture(tmp_path):
+    prior = tiny_generator("latent-prior")
+    labels = torch.arange(30) % 10
+    a = prior.sample(labels, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, prior.sample(labels, generator=torch.Generator().manual_seed(4)))
+    assert not torch.equal(a, prior.sample(labels, generator=torch.Generator().manual_seed(5)))
+    # the same VAE with its N(0, I) prior draws other images from the same seed
+    assert not torch.equal(a, prior.base.sample(labels, generator=torch.Generator().manual_seed(4)))
+    prior.save_pretrained(tmp_path / "p")
+    loaded = genaug.BaseGenerator.from_pretrained(tmp_path / "p")
+    assert type(loaded) is genaug.LatentPriorGenerator and loaded.config.components == 2
+    assert torch.equal(loaded.means, prior.means) and torch.equal(loaded.chol, prior.chol)
+    assert torch.equal(loaded.sample(labels, generator=torch.Generator().manual_seed(4)), a)
+    assert not prior.supports_latents  # datasets draw through sample(), not N(0, I) latents
+    # fitted to the encoder: each class's means differ, and covariances are positive definite
+    assert not torch.allclose(prior.means[0], prior.means[1])
+    assert bool((torch.linalg.eigvalsh(prior.chol @ prior.chol.transpose(-1, -2)) > 0).all())
+
+
+def test_latent_prior_bad_input():
+    base = tiny_generator("vae")
+    x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+    with pytest.raises(ValueError, match="at least 3 images"):
+        genaug.fit_latent_prior(base, x, y, components=3)
+    with pytest.raises(ValueError, match="images must be"):
+        genaug.fit_latent_prior(base, torch.rand(20, 3, 28, 28), y, components=1)
+    with pytest.raises(ValueError, match="expected 20 labels"):
+        genaug.fit_latent_prior(base, x, y[:5], components=1)
+    with pytest.raises(TypeError, match="conditional VAEGenerator"):
+        genaug.fit_latent_prior(tiny_generator("dcgan"), x, y)
+    with pytest.raises(TypeError, match="conditional VAEGenerator"):
+        genaug.fit_latent_prior(tiny_generator("vae", 0), x, y)

@@ -2,6 +2,7 @@
 
 from genaug.generators.base import BaseGenerator, Generator, SamplingError
 from genaug.generators.gan import GANGenerator
+from genaug.generators.prior import LatentPriorConfig, LatentPriorGenerator, fit_latent_prior
 from genaug.generators.vae import VAEGenerator
 from genaug.generators.wrappers import (
     FilterConfig,
@@ -23,11 +24,14 @@ __all__ = [
     "Generator",
     "LabelledConfig",
     "LabelledGenerator",
+    "LatentPriorConfig",
+    "LatentPriorGenerator",
     "MixtureConfig",
     "MixtureGenerator",
     "RelabelledConfig",
     "RelabelledGenerator",
     "SamplingError",
     "VAEGenerator",
+    "fit_latent_prior",
     "match_classes",
 ]
