@@ -77,16 +77,14 @@ class LatentPriorGenerator(BaseGenerator):
         truncation: float = 1.0,
     ) -> torch.Tensor:
         labels = self.check_labels(labels)
-        check_float("truncation", truncation, low=0.0, high=1.0, low_open=True)
-        cpu = labels.cpu()
-        # Drawn on the CPU (or the generator's device), so the images do not depend on the device.
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        weights = self.weights.to(gen_device)[cpu.to(gen_device)]
-        comp = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-        eps = torch.randn(len(cpu), self.latent_dim, 1, generator=generator, device=gen_device) * truncation
-        cls_, comp_ = cpu.to(gen_device), comp
-        z = self.means.to(gen_device)[cls_, comp_] + (self.chol.to(gen_device)[cls_, comp_] @ eps).squeeze(2)
-        return self.base.decode(z.to(self.base.device), labels.to(self.base.device))
+        # The component and the offset are drawn on the generator's device (CPU by default), as
+        # BaseGenerator.noise draws, so the images do not depend on the device they are made on.
+        draw_device = generator.device if generator is not None else torch.device("cpu")
+        comp = torch.multinomial(self.weights.to(draw_device)[labels.to(draw_device)], 1, generator=generator)
+        eps = self.noise(labels.numel(), generator=generator, truncation=truncation)
+        labels, comp = labels.to(self.device), comp.squeeze(1).to(self.device)
+        z = self.means[labels, comp] + (self.chol[labels, comp] @ eps[:, :, None]).squeeze(2)
+        return self.base.decode(z, labels)
 
     def card(self) -> dict[str, Any]:
         card = super().card()
