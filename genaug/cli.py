@@ -163,7 +163,8 @@ def _train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             settings[key] = value
     settings["family"] = args.family
-    for key in ("epochs", "batch_size", "seed", "max_steps", "device"):
+    for key in ("epochs", "batch_size", "seed", "max_steps", "device", "labels_per_class", "labeller_epochs",
+                "min_confidence"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_progress:
@@ -528,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of TrainConfig fields")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one config field")
     p.add_argument("--resume", metavar="DIR", help="resume the run in DIR from its checkpoint")
+    p.add_argument("--labels-per-class", type=COUNT, metavar="K",
+                   help="use K labels per class (drawn by --seed, recorded in the card) and the other images "
+                        "without labels: a semi-supervised GAN labels them first (conditional families)")
+    p.add_argument("--labeller-epochs", type=COUNT, help="epochs of that semi-supervised GAN (default 10)")
+    p.add_argument("--min-confidence", type=_float_in(0.0, 1.0),
+                   help="with --labels-per-class: leave out images the labeller is less sure of (default 0)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 

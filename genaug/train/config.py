@@ -68,6 +68,14 @@ class TrainConfig(ModelConfig):
             forces one. Both give the same batches, so a run may resume with the other.
         cache_mb: the size (MiB of float32 images) up to which "auto" keeps data in memory.
         num_workers: DataLoader workers when streaming.
+        labels_per_class: train from this many labels per class (0: all labels). The
+            labelled images are drawn by ``seed`` and the rest are used without their labels:
+            a semi-supervised GAN (:func:`~genaug.train.recipes.ssgan.pseudo_label`) fitted to
+            them labels every image first. Conditional families only; the images are held in
+            memory. The card records the labelled indices.
+        labeller_epochs: epochs of that semi-supervised GAN.
+        min_confidence: leave out unlabelled images that the labeller gives a lower
+            probability than this (0: keep all).
 
     Example:
         >>> cfg = TrainConfig(family="cdcgan", epochs=3, lr=1e-4)
@@ -95,6 +103,9 @@ class TrainConfig(ModelConfig):
     data: str = "auto"
     cache_mb: int = 1024
     num_workers: int = 2
+    labels_per_class: int = 0
+    labeller_epochs: int = 10
+    min_confidence: float = 0.0
 
     def __init__(self, family: str = "cvae", **kwargs: Any) -> None:
         loop = {f.name: f for f in dataclasses.fields(type(self))}
@@ -155,6 +166,13 @@ class TrainConfig(ModelConfig):
         check_choice("data", self.data, ("auto", "memory", "stream"))
         check_int("cache_mb", self.cache_mb, minimum=0)
         check_int("num_workers", self.num_workers, minimum=0)
+        check_int("labels_per_class", self.labels_per_class, minimum=0)
+        check_int("labeller_epochs", self.labeller_epochs, minimum=1)
+        check_float("min_confidence", self.min_confidence, low=0.0, high=1.0)
+        if self.labels_per_class and not preset.conditional:
+            conditional = sorted(name for name, p in PRESETS.items() if p.conditional)
+            raise ValueError(f"labels_per_class applies to conditional families {conditional}; family "
+                             f"{self.family!r} trains without labels, got labels_per_class={self.labels_per_class}")
 
     def __getattr__(self, name: str) -> Any:
         # Reached only when normal lookup fails: recipe fields read flat (the earlier layout).

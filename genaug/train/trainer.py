@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
+from safetensors.torch import load_file, save_file
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
@@ -30,13 +31,15 @@ from genaug.device import get_device
 from genaug.hub import load_generator
 from genaug.models.classifier import Classifier
 from genaug.registry import RECIPES, make_config
-from genaug.train.batches import training_batches
+from genaug.train.batches import InMemoryBatches, training_batches
 from genaug.train.config import TrainConfig
 from genaug.train.recipes.base import NonFiniteLossError, Recipe
+from genaug.train.recipes.ssgan import PseudoLabels, SemiSupervisedConfig, few_labels, pseudo_label
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What a run writes in its folder; a folder holding any of these holds a run.
-RUN_FILES = (CHECKPOINT_NAME, "log.jsonl", "config.json", "model.safetensors")
+PSEUDO_LABELS_NAME = "pseudo_labels.safetensors"
+RUN_FILES = (CHECKPOINT_NAME, "log.jsonl", "config.json", "model.safetensors", PSEUDO_LABELS_NAME)
 RUN_FOLDERS = ("grids", "tensorboard")
 
 
@@ -162,6 +165,10 @@ class Trainer:
         # Images in device memory when they fit in cache_mb, else streamed batch by batch.
         self.batches = training_batches(data, device=self.device, mode=config.data, cache_mb=config.cache_mb,
                                         num_workers=config.num_workers)
+        self.pseudo_labels: PseudoLabels | None = None
+        self.semi_supervised: dict[str, Any] = {}
+        if config.labels_per_class:
+            self.batches = self._label_few(self.batches, resume=resume)
         classes = self.classes = self.batches.classes
         self.skipped_files = [str(f) for f in getattr(data, "skipped_files", None) or []]
         n_local = len(self.batches) // self.world
@@ -216,6 +223,54 @@ class Trainer:
             self.load_checkpoint(self.out_dir / CHECKPOINT_NAME)
 
     # ------------------------------------------------------------------ setup helpers
+
+    def _label_few(self, batches: Any, *, resume: bool) -> InMemoryBatches:
+        """Keep ``labels_per_class`` labels; a semi-supervised GAN labels the other images."""
+        cfg = self.cfg
+        if not isinstance(batches, InMemoryBatches):
+            raise ValueError(f"labels_per_class needs the images in memory; they take more than cache_mb="
+                             f"{cfg.cache_mb} MiB, so set data='memory' or a larger cache_mb")
+        if self.distributed:
+            raise ValueError("labels_per_class trains on one process; run it without torchrun")
+        path = self.out_dir / PSEUDO_LABELS_NAME
+        true = batches.labels.cpu()
+        if resume:
+            if not path.is_file():
+                raise FileNotFoundError(f"resuming a labels_per_class run needs {path}, which is missing")
+            saved = load_file(str(path))
+            pl = PseudoLabels(saved["labels"], saved["confidence"], saved["labelled"])
+            if len(pl.labels) != len(true):
+                raise ValueError(f"{path} labels {len(pl.labels)} images, but the data has {len(true)}")
+        else:
+            labelled = few_labels(true, cfg.labels_per_class, seed=cfg.seed)
+            labeller = SemiSupervisedConfig(epochs=cfg.labeller_epochs, seed=cfg.seed, device=cfg.device,
+                                            progress=cfg.progress)
+            pl = pseudo_label(batches.images, true, labelled, config=labeller)
+        self.pseudo_labels = pl
+        keep = pl.keep(cfg.min_confidence)
+        withheld = torch.ones(len(true), dtype=torch.bool)
+        withheld[pl.labelled] = False
+        agreement = float((pl.labels[withheld] == true[withheld]).float().mean()) if withheld.any() else 1.0
+        self.semi_supervised = {
+            "labels_per_class": cfg.labels_per_class, "label_seed": cfg.seed, "labeller": "ssgan",
+            "labeller_epochs": cfg.labeller_epochs, "min_confidence": cfg.min_confidence,
+            "images": len(true), "images_kept": len(keep),
+            # How often the labeller agrees with the labels it was not shown.
+            "withheld_label_agreement": agreement,
+            "labelled_indices": pl.labelled.tolist(),
+        }
+        return InMemoryBatches(batches.images[keep.to(batches.images.device)], pl.labels[keep], batches.classes,
+                               self.device)
+
+    def _save_pseudo_labels(self) -> None:
+        path = self.out_dir / PSEUDO_LABELS_NAME
+        if self.pseudo_labels is None or not self.is_main or path.exists():
+            return
+        pl = self.pseudo_labels
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({"labels": pl.labels.contiguous(), "confidence": pl.confidence.contiguous(),
+                   "labelled": pl.labelled.contiguous()}, str(tmp))
+        os.replace(tmp, path)
 
     def _wrap_ddp(self, module: nn.Module) -> nn.Module:
         if not self.distributed:
@@ -386,6 +441,7 @@ class Trainer:
             **({"command": self.command} if self.command else {}),
             **({"init": self.init_provenance} if self.init_provenance else {}),
             **({"skipped_files": self.skipped_files} if self.skipped_files else {}),
+            **({"semi_supervised": self.semi_supervised} if self.semi_supervised else {}),
         }
 
     def save_outputs(self) -> None:
@@ -451,6 +507,7 @@ class Trainer:
             if self.overwrite and self.is_main:
                 self._clear_earlier_run()
                 self.overwrite = False  # a second fit() continues this run
+            self._save_pseudo_labels()
             self.writer = self._tensorboard()
             if threading.current_thread() is threading.main_thread():
                 old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)

@@ -145,3 +145,76 @@ def fit_semi_supervised_gan(
                 bar.set_postfix({k_: f"{v:.3g}" for k_, v in values.items()})
     bar.close()
     return model.eval()
+
+
+@dataclasses.dataclass
+class PseudoLabels:
+    """Labels for every image from a few labelled ones (see :func:`pseudo_label`).
+
+    Attributes:
+        labels: (N,) int64; the labelled images keep their own labels.
+        confidence: (N,) float32, the labeller's softmax probability of ``labels`` (1 for
+            the labelled images).
+        labelled: the indices whose labels were used.
+    """
+
+    labels: torch.Tensor
+    confidence: torch.Tensor
+    labelled: torch.Tensor
+
+    def keep(self, min_confidence: float) -> torch.Tensor:
+        """Indices of the labelled images and of those labelled with at least ``min_confidence``."""
+        check_float("min_confidence", min_confidence, low=0.0, high=1.0)
+        mask = self.confidence >= min_confidence
+        mask[self.labelled] = True
+        return mask.nonzero().squeeze(1)
+
+
+def few_labels(labels: torch.Tensor, per_class: int, *, seed: int = 0) -> torch.Tensor:
+    """Indices of ``per_class`` images of every class, drawn by ``seed`` (sorted per class).
+
+    Raises a ValueError naming the class when one has fewer than ``per_class`` images.
+    """
+    check_int("per_class", per_class, minimum=1)
+    labels = torch.as_tensor(labels).long()
+    counts = torch.bincount(labels)
+    short = [(c, int(n)) for c, n in enumerate(counts.tolist()) if 0 < n < per_class]
+    if short:
+        raise ValueError(f"labels_per_class={per_class} needs that many images of every class; "
+                         f"class {short[0][0]} has {short[0][1]}")
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(len(counts)):
+        idx = (labels == c).nonzero().squeeze(1)
+        if len(idx):
+            picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(picks)
+
+
+@torch.no_grad()
+def pseudo_label(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    labelled: torch.Tensor,
+    *,
+    config: SemiSupervisedConfig | None = None,
+    batch_size: int = 1000,
+) -> PseudoLabels:
+    """Label every image with a semi-supervised GAN fitted to ``labels[labelled]`` and all images.
+
+    This turns a few labels and many unlabelled images into a labelled set for a
+    conditional generator (``TrainConfig(labels_per_class=K)`` does it before training).
+    Only ``labels[labelled]`` is read; the others may hold anything.
+    """
+    labelled = torch.as_tensor(labelled, dtype=torch.long)
+    with torch.enable_grad():
+        model = fit_semi_supervised_gan(images, labels, labelled, config=config)
+    d = model.discriminator
+    dev = next(d.parameters()).device
+    x = float_images(images)
+    probs = torch.cat([torch.softmax(d(x[i : i + batch_size].to(dev)), 1).cpu()
+                       for i in range(0, len(x), batch_size)])
+    confidence, pred = probs.max(1)
+    pred[labelled] = labels[labelled].long().cpu()
+    confidence[labelled] = 1.0
+    return PseudoLabels(pred, confidence.float(), labelled)

@@ -1,0 +1,331 @@
+"""When does synthetic data help a classifier? One table: low data, imbalance, full data.
+
+Every classifier is the same small CNN (``genaug.models.Classifier``), trained from scratch
+with Adam (lr 1e-3, decayed linearly to 0) and random affine augmentation (rotation
+±10°, shift ±2 px, scale 0.9-1.1) for ``--steps`` steps of 128 images; every row of a
+case gets the same number of steps. It is tested on the 10,000 MNIST test images.
+
+Rows with synthetic data mix it into every batch with ``genaug.SyntheticBatchMix``
+(``mode="replace"``, ``balance="batch"``), before the augmentation, at the fraction in
+the row. Cases:
+
+- **low data**: N labelled images per class (drawn by the seed), N in ``--labels``.
+  Real only, against real plus samples of a conditional VAE trained
+  - on those N labelled images only ("own labels");
+  - on those labels and the other training images without labels
+    (``genaug train cvae --labels-per-class N``: a semi-supervised GAN labels them first);
+  - the bundled ``mnist-cvae`` ("transfer: it saw all 60,000 labels").
+- **imbalanced**: the training set with classes 5-9 cut to 1% (drawn by the seed). Real
+  only; real with class-balanced resampling; real topped up per class to the largest
+  class with samples of a conditional VAE trained on that imbalanced set (what
+  ``MixedDataset(balance="uniform")`` does); the balanced full set as the ceiling, and
+  the share of the gap recovered.
+- **full data**: all 60,000 images, against the same plus the bundled ``mnist-cvae``.
+
+Generators and results are cached in ``--out`` (one JSON per row and seed), so an
+interrupted run continues where it stopped and ``--stage report`` prints the table.
+Nothing here reads the test set except the final accuracy.
+
+    python benchmarks/augmentation.py --data-root DIR --out runs/augmentation
+    python benchmarks/augmentation.py --data-root DIR --out runs/augmentation --cases low --labels 10 100
+    python benchmarks/augmentation.py --out runs/augmentation --stage report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import genaug
+from genaug.data import MNISTSample, as_tensors, load_mnist
+from genaug.device import get_device
+from genaug.models import Classifier, ClassifierConfig
+from genaug.transforms import SyntheticBatchMix
+from genaug.train import TrainConfig, Trainer
+from genaug.train.recipes.ssgan import few_labels
+
+CASES = ("low", "imbalanced", "full")
+RARE = (5, 6, 7, 8, 9)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", help="folder holding MNIST/raw")
+    ap.add_argument("--out", default="runs/augmentation", help="cache of generators and results")
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    ap.add_argument("--labels", type=int, nargs="+", default=[10, 100, 1000], help="N labelled per class")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2000, help="classifier steps of 128 images, every row")
+    ap.add_argument("--fraction", type=float, default=0.5, help="synthetic share of each batch (low data)")
+    ap.add_argument("--full-fraction", type=float, default=0.25, help="synthetic share of each batch (full data)")
+    ap.add_argument("--generator", default="mnist-cvae", help="the bundled generator of the transfer rows")
+    ap.add_argument("--own-steps", type=int, default=2000, help="steps of the cVAE trained on N labels only")
+    ap.add_argument("--semi-epochs", type=int, default=3, help="epochs of the semi-supervised cVAE")
+    ap.add_argument("--labeller-epochs", type=int, default=5, help="epochs of its labelling GAN")
+    ap.add_argument("--imbalanced-epochs", type=int, default=5, help="epochs of the imbalanced-set cVAE")
+    ap.add_argument("--stage", choices=("run", "report"), default="run")
+    ap.add_argument("--tiny", action="store_true",
+                    help="a seconds-long check of every row on the bundled sample (no MNIST needed)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if args.stage == "run":
+        if args.tiny:
+            x, y, tx, ty = _sample()
+        elif not args.data_root:
+            ap.error("--data-root is required to run (or give --tiny, or --stage report)")
+        else:
+            x, y = as_tensors(load_mnist(args.data_root))
+            tx, ty = as_tensors(load_mnist(args.data_root, train=False))
+        Runner(args, out, x, y, tx, ty).run()
+    table = report(out)
+    print(table["text"])
+    return table
+
+
+def _sample() -> tuple[torch.Tensor, ...]:
+    """The bundled 1,000-image sample, split 800 / 200, for --tiny."""
+    x, y = as_tensors(MNISTSample())
+    return x[:800], y[:800], x[800:], y[800:]
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random affine per image: rotation ±10°, shift ±2 px, scale 0.9-1.1 (zeros outside)."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 4, generator=g, device=x.device) * 2 - 1
+    angle, scale = u[:, 0] * math.radians(10), 1 + 0.1 * u[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 4 / w], 1),
+                         torch.stack([sin, cos, u[:, 3] * 4 / h], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def train_and_test(x: torch.Tensor, y: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, *, steps: int,
+                   seed: int, mix: Any = None, weights: torch.Tensor | None = None, device: str = "auto",
+                   batch_size: int = 128) -> float:
+    """Test accuracy of the fixed CNN trained ``steps`` steps on (x, y) (+ ``mix`` per batch).
+
+    ``weights``: per-image sampling weights (class-balanced resampling); default uniform
+    epochs over the images.
+    """
+    dev = get_device(device)
+    torch.manual_seed(seed)
+    model = Classifier(ClassifierConfig(image_shape=tuple(x.shape[1:]), num_classes=10)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
+    g = torch.Generator().manual_seed(seed)
+    xf, y = x.float().div(255) if x.dtype == torch.uint8 else x.float(), y.long()
+    order = torch.empty(0, dtype=torch.long)
+    model.train()
+    for _ in range(steps):
+        if weights is not None:
+            idx = torch.multinomial(weights, batch_size, replacement=True, generator=g)
+        else:
+            while len(order) < batch_size:
+                order = torch.cat([order, torch.randperm(len(xf), generator=g)])
+            idx, order = order[:batch_size], order[batch_size:]
+        xb, yb = xf[idx].to(dev), y[idx].to(dev)
+        if mix is not None:
+            xb, yb = mix(xb, yb)
+        loss = F.cross_entropy(model(augment(xb, g)), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    with torch.no_grad():
+        txf = tx.float().div(255)
+        pred = torch.cat([model(txf[i : i + 1000].to(dev)).argmax(1).cpu() for i in range(0, len(txf), 1000)])
+    return float((pred == ty).float().mean())
+
+
+class Runner:
+    """Runs every (case, row, seed) not yet in ``out/results``; generators go to ``out/gen``."""
+
+    def __init__(self, args: argparse.Namespace, out: Path, x: torch.Tensor, y: torch.Tensor,
+                 tx: torch.Tensor, ty: torch.Tensor) -> None:
+        self.args, self.out, self.x, self.y, self.tx, self.ty = args, out, x, y, tx, ty
+        self.tiny = args.tiny
+        self.steps = 3 if self.tiny else args.steps
+        self.start = time.time()
+        (out / "results").mkdir(parents=True, exist_ok=True)
+
+    def run(self) -> None:
+        a = self.args
+        for seed in range(a.seeds):
+            if "low" in a.cases:
+                for n in a.labels:
+                    self.low_data(n, seed)
+            if "imbalanced" in a.cases:
+                self.imbalanced(seed)
+            if "full" in a.cases or "imbalanced" in a.cases:
+                self.full(seed)
+
+    # ------------------------------------------------------------------ cases
+
+    def low_data(self, n: int, seed: int) -> None:
+        a = self.args
+        n = min(n, 8) if self.tiny else n
+        idx = few_labels(self.y, n, seed=1000 + seed)
+        x, y = self.x[idx], self.y[idx]
+        case = f"low data, {n} per class"
+        self.row(case, "real only", seed, lambda: self.fit(x, y, seed))
+        self.row(case, "+ cVAE trained on the N labels only", seed,
+                 lambda: self.fit(x, y, seed, mix=self.own_generator(n, seed, idx), fraction=a.fraction),
+                 fraction=a.fraction)
+        self.row(case, "+ cVAE semi-supervised (N labels + unlabelled rest)", seed,
+                 lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
+                 fraction=a.fraction)
+        self.row(case, f"+ {a.generator} (transfer: it saw all 60,000 labels)", seed,
+                 lambda: self.fit(x, y, seed, mix=genaug.load_generator(a.generator), fraction=a.fraction),
+                 fraction=a.fraction)
+
+    def imbalanced(self, seed: int) -> None:
+        keep = self.imbalanced_indices(seed)
+        x, y = self.x[keep], self.y[keep]
+        case = "imbalanced (classes 5-9 cut to 1%)"
+        self.row(case, "real only", seed, lambda: self.fit(x, y, seed))
+        counts = torch.bincount(y, minlength=10).float()
+        self.row(case, "real, class-balanced resampling", seed,
+                 lambda: self.fit(x, y, seed, weights=(1 / counts)[y]))
+
+        def topped_up() -> float:
+            gen = self.imbalanced_generator(seed, keep)
+            need = (counts.max() - counts).long()
+            labels = torch.repeat_interleave(torch.arange(10), need)
+            g = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                synth = torch.cat([gen.sample(labels[i : i + 1000], generator=g) for i in range(0, len(labels), 1000)])
+            return self.fit(torch.cat([x.float() / 255, synth]), torch.cat([y, labels]), seed)
+
+        self.row(case, "real topped up to balance with a cVAE trained on it", seed, topped_up)
+
+    def full(self, seed: int) -> None:
+        a = self.args
+        case = "full data (60,000)"
+        self.row(case, "real only", seed, lambda: self.fit(self.x, self.y, seed))
+        if "full" in a.cases:
+            self.row(case, f"+ {a.generator}", seed,
+                     lambda: self.fit(self.x, self.y, seed, mix=genaug.load_generator(a.generator),
+                                      fraction=a.full_fraction), fraction=a.full_fraction)
+
+    # ------------------------------------------------------------------ helpers
+
+    def row(self, case: str, row: str, seed: int, compute: Any, *, fraction: float | None = None) -> None:
+        """Compute one cached result; rows are reported in the order they are first run."""
+        key = f"{case}|{row}|{seed}".replace("/", "_").replace(" ", "_")
+        path = self.out / "results" / f"{key}.json"
+        if path.exists():
+            return
+        t = time.time()
+        acc = compute()
+        record = {"case": case, "row": row, "seed": seed, "accuracy": acc, "fraction": fraction,
+                  "steps": self.steps, "seconds": round(time.time() - t, 1)}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record) + "\n")
+        tmp.replace(path)
+        print(f"[{time.time() - self.start:6.0f} s] {case} | {row} | seed {seed}: {acc * 100:.2f}%", flush=True)
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, seed: int, *, mix: Any = None, fraction: float = 0.0,
+            weights: torch.Tensor | None = None) -> float:
+        batch_mix = SyntheticBatchMix(mix, fraction=fraction, seed=seed) if mix is not None else None
+        return train_and_test(x, y, self.tx, self.ty, steps=self.steps, seed=seed, mix=batch_mix,
+                              weights=weights, device=self.args.device)
+
+    def imbalanced_indices(self, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(2000 + seed)
+        parts = []
+        for c in range(10):
+            idx = (self.y == c).nonzero().squeeze(1)
+            if c in RARE:
+                idx = idx[torch.randperm(len(idx), generator=g)[: max(2, round(0.01 * len(idx)))]]
+            parts.append(idx)
+        return torch.cat(parts)
+
+    def train_generator(self, name: str, data: Any, **settings: Any) -> Any:
+        folder = self.out / "gen" / name
+        if not (folder / "model.safetensors").exists():
+            cfg = TrainConfig(family="cvae", progress=False, tensorboard="off", device=self.args.device,
+                              checkpoint_every=0, **settings)
+            Trainer(cfg, data, out_dir=folder, data_name=name, overwrite=True).fit()
+        return genaug.load_generator(str(folder))
+
+    def own_generator(self, n: int, seed: int, idx: torch.Tensor) -> Any:
+        steps = 3 if self.tiny else self.args.own_steps
+        reps = -(-steps * 64 // len(idx))  # one epoch of the tiled labelled images
+        return self.train_generator(f"own-{n}-seed{seed}", (self.x[idx].repeat(reps, 1, 1, 1), self.y[idx].repeat(reps)),
+                                    epochs=1, max_steps=steps, seed=seed, batch_size=min(64, len(idx)))
+
+    def semi_generator(self, n: int, seed: int) -> Any:
+        # few_labels(seed=1000 + seed) inside the Trainer draws the same labelled images as low_data.
+        a = self.args
+        extra = {"max_steps": 3, "labeller_epochs": 1} if self.tiny else {"labeller_epochs": a.labeller_epochs}
+        return self.train_generator(f"semi-{n}-seed{seed}", (self.x, self.y), epochs=a.semi_epochs,
+                                    labels_per_class=n, seed=1000 + seed, **extra)
+
+    def imbalanced_generator(self, seed: int, keep: torch.Tensor) -> Any:
+        extra = {"max_steps": 3} if self.tiny else {}
+        return self.train_generator(f"imbalanced-seed{seed}", (self.x[keep], self.y[keep]),
+                                    epochs=self.args.imbalanced_epochs, seed=seed, **extra)
+
+
+def _rank(case: str, row: str) -> tuple[int, int, int, str]:
+    """Cases low (by N), imbalanced, full; in each, real rows first and transfer last."""
+    order = {"low": 0, "imb": 1, "ful": 2}.get(case[:3], 3)
+    size = int(case.split(", ")[1].split()[0]) if case.startswith("low data, ") else 0
+    kind = (0 if row == "real only" else 1 if row.startswith("real,") else 4 if "transfer" in row
+            else 3 if "semi-supervised" in row else 2)
+    return order, size, kind, row
+
+
+def report(out: Path) -> dict[str, Any]:
+    """The table of every cached result: mean ± std over seeds, per case and row."""
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    found = [json.loads(path.read_text()) for path in (out / "results").glob("*.json")]
+    for r in sorted(found, key=lambda r: (_rank(r["case"], r["row"]), r["seed"])):
+        rows.setdefault((r["case"], r["row"]), []).append(r)
+    lines = ["| case | row | synthetic share of a batch | test accuracy (mean ± std) | seeds | vs real only |",
+             "|---|---|---|---|---|---|"]
+    means: dict[tuple[str, str], float] = {}
+    table: dict[str, Any] = {"rows": []}
+    for (case, row), rs in rows.items():
+        accs = [r["accuracy"] * 100 for r in rs]
+        means[(case, row)] = statistics.mean(accs)
+    for (case, row), rs in rows.items():
+        accs = [r["accuracy"] * 100 for r in rs]
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        base = means.get((case, "real only"))
+        delta = "" if row == "real only" or base is None else f"{means[(case, row)] - base:+.2f}"
+        frac = rs[0]["fraction"]
+        lines.append(f"| {case} | {row} | {'—' if frac is None else frac} | {statistics.mean(accs):.2f} ± {sd:.2f} "
+                     f"| {len(accs)} | {delta} |")
+        table["rows"].append({"case": case, "row": row, "fraction": frac, "mean": statistics.mean(accs), "std": sd,
+                              "seeds": len(accs), "steps": rs[0]["steps"]})
+    imb = "imbalanced (classes 5-9 cut to 1%)"
+    low = means.get((imb, "real only"))
+    ceiling = means.get(("full data (60,000)", "real only"))
+    if low is not None and ceiling is not None and ceiling > low:
+        for row in ("real, class-balanced resampling", "real topped up to balance with a cVAE trained on it"):
+            if (imb, row) in means:
+                share = (means[(imb, row)] - low) / (ceiling - low)
+                lines.append(f"\n{row}: {share * 100:.0f}% of the gap between imbalanced real only ({low:.2f}%) "
+                             f"and the balanced full set ({ceiling:.2f}%) recovered")
+                table.setdefault("gap_recovered", {})[row] = share
+    steps = sorted({r["steps"] for rs in rows.values() for r in rs})
+    lines.insert(0, f"MNIST test accuracy (%), small CNN, {steps} steps of 128 with random affine augmentation\n")
+    table["text"] = "\n".join(lines)
+    return table
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

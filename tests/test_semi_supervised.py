@@ -1,0 +1,106 @@
+"""Conditional generators from a few labels and many unlabelled images (labels_per_class)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from test_train import _assert_equal, _cli, _state, deterministic, tiny_config  # noqa: F401
+
+import genaug
+from genaug.data import MNISTSample
+from genaug.train import TrainConfig, Trainer
+from genaug.train.recipes.ssgan import SemiSupervisedConfig, few_labels, pseudo_label
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return MNISTSample(train=True)
+
+
+def semi_config(**kw) -> TrainConfig:
+    return tiny_config("cvae", labels_per_class=5, labeller_epochs=1, **kw)
+
+
+def test_few_labels_is_seeded_and_takes_k_of_every_class():
+    y = torch.arange(10).repeat(20)
+    a, b, c = few_labels(y, 3, seed=1), few_labels(y, 3, seed=1), few_labels(y, 3, seed=2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(torch.bincount(y[a]), torch.full((10,), 3))
+
+
+def test_few_labels_refuses_a_class_with_fewer_images():
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    with pytest.raises(ValueError, match=r"labels_per_class=3 needs that many images of every class; class 1 has 2"):
+        few_labels(y, 3)
+
+
+def test_pseudo_label_keeps_the_given_labels_and_is_deterministic(sample):
+    x, y = genaug.data.as_tensors(sample)
+    idx = few_labels(y, 5, seed=0)
+    cfg = SemiSupervisedConfig(epochs=1, batch_size=50, seed=0, device="cpu", progress=False)
+    a, b = pseudo_label(x, y, idx, config=cfg), pseudo_label(x, y, idx, config=cfg)
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.confidence, b.confidence)
+    assert torch.equal(a.labels[idx], y[idx]) and bool((a.confidence[idx] == 1).all())
+    assert a.labels.shape == y.shape and bool(((a.confidence > 0) & (a.confidence <= 1)).all())
+    kept = a.keep(0.9)
+    assert set(idx.tolist()) <= set(kept.tolist())
+    assert bool((a.confidence[kept] >= 0.9).all() | torch.isin(kept, idx).all())
+
+
+def test_labels_per_class_trains_and_records_the_labelled_images(sample, tmp_path):
+    result = Trainer(semi_config(max_steps=4), sample, out_dir=tmp_path).fit()
+    assert result.step == 4 and all(math.isfinite(v) for row in result.history for v in row.values())
+    semi = genaug.load_generator(tmp_path).provenance["semi_supervised"]
+    x, y = genaug.data.as_tensors(sample)
+    assert semi["labelled_indices"] == few_labels(y, 5, seed=0).tolist()
+    assert (semi["labels_per_class"], semi["label_seed"], semi["labeller"]) == (5, 0, "ssgan")
+    assert semi["images"] == semi["images_kept"] == 1000
+    assert 0.0 <= semi["withheld_label_agreement"] <= 1.0
+    other = Trainer(semi_config(max_steps=1, seed=3), sample, out_dir=tmp_path / "other")
+    assert other.semi_supervised["labelled_indices"] != semi["labelled_indices"]
+
+
+def test_min_confidence_leaves_out_unsure_images(sample, tmp_path):
+    trainer = Trainer(semi_config(max_steps=1, min_confidence=0.999), sample, out_dir=tmp_path)
+    pl = trainer.pseudo_labels
+    expected = int(((pl.confidence >= 0.999)).sum())
+    assert len(trainer.batches) == trainer.semi_supervised["images_kept"] == expected < 1000
+    assert len(trainer.batches) >= 50
+
+
+def test_labels_per_class_resumes_exactly(sample, tmp_path, deterministic):
+    straight = Trainer(semi_config(max_steps=8), sample, out_dir=tmp_path / "a")
+    straight.fit()
+    Trainer(semi_config(max_steps=4), sample, out_dir=tmp_path / "b").fit()
+    assert (tmp_path / "b" / "pseudo_labels.safetensors").is_file()
+    resumed = Trainer(semi_config(max_steps=8), sample, out_dir=tmp_path / "b", resume=True)
+    assert resumed.step == 4
+    resumed.fit()
+    _assert_equal(_state(straight), _state(resumed))
+    assert torch.equal(straight.pseudo_labels.labels, resumed.pseudo_labels.labels)
+
+
+def test_labels_per_class_is_for_conditional_families_only():
+    with pytest.raises(ValueError, match=r"labels_per_class applies to conditional families .*'cvae'.*got "
+                                         r"labels_per_class=10"):
+        TrainConfig(family="dcgan", labels_per_class=10)
+    with pytest.raises(ValueError, match="min_confidence"):
+        TrainConfig(family="cvae", min_confidence=1.5)
+
+
+def test_cli_labels_per_class(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", "cvae", "--data", "sample", "--max-steps", "2", "--batch-size", "16", "--no-progress",
+             "--labels-per-class", "3", "--labeller-epochs", "1", "--seed", "4", "--device", "cpu",
+             "--set", "tensorboard=off", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    card = json.loads((out / "config.json").read_text())
+    semi = card["provenance"]["semi_supervised"]
+    assert semi["label_seed"] == 4 and len(semi["labelled_indices"]) == 30
+    assert card["provenance"]["train_config"]["labels_per_class"] == 3
+    bad = _cli("train", "dcgan", "--data", "sample", "--labels-per-class", "3", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "labels_per_class applies to conditional families" in bad.stderr
+    assert not (tmp_path / "x").exists()
