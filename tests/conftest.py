@@ -51,3 +51,12 @@ def saved_gen(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gen") / "vae"
     tiny_generator("vae").save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def deterministic():
+    """Deterministic algorithms on for the test (exact-resume comparisons)."""
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(old)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from test_train import _assert_equal, _cli, _state, deterministic, tiny_config  # noqa: F401
+from test_train import _assert_equal, _cli, _state, tiny_config
 
 import genaug
 from genaug.data import MNISTSample

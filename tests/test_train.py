@@ -102,14 +102,6 @@ def _assert_equal(a, b, path="state"):
         assert a == b, path
 
 
-@pytest.fixture
-def deterministic():
-    old = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(old)
-
-
 @pytest.mark.parametrize("family", ["cvae", "cdcgan", "wgan", "wgan-gp", "began"])
 def test_exact_resume(family, sample, tmp_path, deterministic):
     # 70 steps at batch 16 cross the epoch boundary of the 1000-image sample (62 batches).
@@ -284,3 +276,26 @@ def test_began_equilibrium_engages(sample, tmp_path):
     assert hist[-1]["k"] > 0
     g = genaug.load_generator(tmp_path).net
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.ConvTranspose2d)) for m in g.modules())
+
+
+def test_balanced_sampling_draws_every_class_equally_and_resumes_exactly(sample, tmp_path, deterministic):
+    x, y = genaug.data.as_tensors(sample)
+    keep = torch.cat([(y == c).nonzero().squeeze(1)[: 10 if c == 3 else None] for c in range(10)])
+    data = (x[keep], y[keep])  # class 3 has 10 images, the others about 100
+    trainer = Trainer(tiny_config("cvae", sampling="balanced", max_steps=1), data, out_dir=tmp_path / "o")
+    order = trainer.epoch_order(0)
+    assert len(order) == len(keep) and torch.equal(order, trainer.epoch_order(0))
+    assert not torch.equal(order, trainer.epoch_order(1))
+    share = torch.bincount(y[keep][order], minlength=10).float() / len(order)
+    assert bool(((share - 0.1).abs() < 0.04).all()), share
+    uniform = Trainer(tiny_config("cvae", max_steps=1), data, out_dir=tmp_path / "u").epoch_order(0)
+    assert torch.equal(uniform.sort().values, torch.arange(len(keep)))
+    straight = Trainer(tiny_config("cvae", sampling="balanced", max_steps=70, epochs=2), data, out_dir=tmp_path / "a")
+    straight.fit()
+    Trainer(tiny_config("cvae", sampling="balanced", max_steps=30, epochs=2), data, out_dir=tmp_path / "b").fit()
+    resumed = Trainer(tiny_config("cvae", sampling="balanced", max_steps=70, epochs=2), data, out_dir=tmp_path / "b",
+                      resume=True)
+    resumed.fit()
+    _assert_equal(_state(straight), _state(resumed))
+    with pytest.raises(ValueError, match="sampling"):
+        TrainConfig(family="cvae", sampling="weighted")

@@ -68,6 +68,9 @@ class TrainConfig(ModelConfig):
             forces one. Both give the same batches, so a run may resume with the other.
         cache_mb: the size (MiB of float32 images) up to which "auto" keeps data in memory.
         num_workers: DataLoader workers when streaming.
+        sampling: "uniform" (each epoch a permutation of the images) or "balanced" (each
+            epoch as many draws with replacement, every class equally likely: a conditional
+            generator then learns its rare classes as often as the common ones).
         labels_per_class: train from this many labels per class (0: all labels). The
             labelled images are drawn by ``seed`` and the rest are used without their labels:
             a semi-supervised GAN (:func:`~genaug.train.recipes.ssgan.pseudo_label`) fitted to
@@ -103,6 +106,7 @@ class TrainConfig(ModelConfig):
     data: str = "auto"
     cache_mb: int = 1024
     num_workers: int = 2
+    sampling: str = "uniform"
     labels_per_class: int = 0
     labeller_epochs: int = 10
     min_confidence: float = 0.0
@@ -166,6 +170,7 @@ class TrainConfig(ModelConfig):
         check_choice("data", self.data, ("auto", "memory", "stream"))
         check_int("cache_mb", self.cache_mb, minimum=0)
         check_int("num_workers", self.num_workers, minimum=0)
+        check_choice("sampling", self.sampling, ("uniform", "balanced"))
         check_int("labels_per_class", self.labels_per_class, minimum=0)
         check_int("labeller_epochs", self.labeller_epochs, minimum=1)
         check_float("min_confidence", self.min_confidence, low=0.0, high=1.0)

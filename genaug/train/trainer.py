@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
-from safetensors.torch import load_file, save_file
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
@@ -520,6 +520,23 @@ class Trainer:
                     self.writer.close()
         return TrainResult(self.out_dir, self.step, self.epoch, interrupted, self.history)
 
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """This rank's image indices for ``epoch``: a function of (seed, epoch) only.
+
+        ``sampling="uniform"``: a permutation; ``"balanced"``: as many draws, with
+        replacement, each class equally likely. Both are sharded by rank.
+        """
+        if self.cfg.sampling == "uniform":
+            self.sampler.set_epoch(epoch)
+            return torch.tensor(list(self.sampler))
+        labels = self.batches.labels.cpu()
+        counts = torch.bincount(labels).double()
+        weights = (1.0 / counts.clamp(min=1))[labels]
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        n_local = len(labels) // self.world
+        order = torch.multinomial(weights, n_local * self.world, replacement=True, generator=g)
+        return order[self.rank :: self.world]
+
     def _loop(self) -> bool:
         cfg = self.cfg
         bs = cfg.batch_size
@@ -527,9 +544,7 @@ class Trainer:
             net.train()
         log_path = self.out_dir / "log.jsonl"
         while self.epoch < cfg.epochs:
-            # Data order: a permutation of (seed, epoch), sharded by rank.
-            self.sampler.set_epoch(self.epoch)
-            order = torch.tensor(list(self.sampler))
+            order = self.epoch_order(self.epoch)
             n_batches = len(order) // bs
             batches = self.batches.epoch(order, bs, self.batch_in_epoch)
             bar = tqdm(
