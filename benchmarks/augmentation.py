@@ -11,7 +11,9 @@ the row. Cases:
 
 - **low data**: N labelled images per class (drawn by the seed), N in ``--labels``.
   Real only, against real plus samples of a conditional VAE trained
-  - on those N labelled images only ("own labels");
+  - on those N labelled images only ("own labels"), and the same behind a gate
+    (``FilteredGenerator``: the real-only CNN of that seed must give a sample's class at
+    least ``--gate``, else it is redrawn);
   - on those labels and the other training images without labels
     (``genaug train cvae --labels-per-class N``: a semi-supervised GAN labels them first);
   - the bundled ``mnist-cvae`` ("transfer: it saw all 60,000 labels").
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 import genaug
 from genaug.data import MNISTSample, as_tensors, load_mnist
 from genaug.device import get_device
+from genaug.generators import FilterConfig, FilteredGenerator
 from genaug.models import Classifier, ClassifierConfig
 from genaug.train import TrainConfig, Trainer
 from genaug.train.recipes.ssgan import few_labels
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=2000, help="classifier steps of 128 images, every row")
     ap.add_argument("--full-steps", type=int, default=3000, help="classifier steps of the full-data case")
     ap.add_argument("--fraction", type=float, default=0.5, help="synthetic share of each batch (low data)")
+    ap.add_argument("--gate", type=float, default=0.9,
+                    help="gated rows: the real-only CNN's least probability of a synthetic image's class")
     ap.add_argument("--full-fraction", type=float, default=0.25, help="synthetic share of each batch (full data)")
     ap.add_argument("--generator", default="mnist-cvae", help="the bundled generator of the transfer rows")
     ap.add_argument("--own-steps", type=int, default=2000, help="steps of the cVAE trained on N labels only")
@@ -115,11 +120,11 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def train_and_test(x: torch.Tensor, y: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, *, steps: int,
                    seed: int, mix: Any = None, weights: torch.Tensor | None = None, device: str = "auto",
-                   batch_size: int = 128) -> float:
+                   batch_size: int = 128, keep: list[Classifier] | None = None) -> float:
     """Test accuracy of the fixed CNN trained ``steps`` steps on (x, y) (+ ``mix`` per batch).
 
     ``weights``: per-image sampling weights (class-balanced resampling); default uniform
-    epochs over the images.
+    epochs over the images. ``keep``: the trained model is appended to it.
     """
     dev = get_device(device)
     torch.manual_seed(seed)
@@ -146,6 +151,8 @@ def train_and_test(x: torch.Tensor, y: torch.Tensor, tx: torch.Tensor, ty: torch
         opt.step()
         sched.step()
     model.eval()
+    if keep is not None:
+        keep.append(model)
     with torch.no_grad():
         txf = tx.float().div(255)
         pred = torch.cat([model(txf[i : i + 1000].to(dev)).argmax(1).cpu() for i in range(0, len(txf), 1000)])
@@ -186,6 +193,18 @@ class Runner:
         self.row(case, "real only", seed, lambda: self.fit(x, y, seed))
         self.row(case, "+ cVAE trained on the N labels only", seed,
                  lambda: self.fit(x, y, seed, mix=self.own_generator(n, seed, idx), fraction=a.fraction),
+                 fraction=a.fraction)
+
+        def gated() -> float:
+            # The gate: the real-only CNN (same seed and steps) must give a sample's class >= --gate.
+            judge: list[Classifier] = []
+            self.fit(x, y, seed, keep=judge)
+            gate = min(a.gate, 0.05) if self.tiny else a.gate
+            gen = FilteredGenerator(self.own_generator(n, seed, idx), judge[0],
+                                    config=FilterConfig(min_confidence=gate))
+            return self.fit(x, y, seed, mix=gen, fraction=a.fraction)
+
+        self.row(case, f"+ cVAE trained on the N labels only, gated (real-only CNN >= {a.gate})", seed, gated,
                  fraction=a.fraction)
         self.row(case, "+ cVAE semi-supervised (N labels + unlabelled rest)", seed,
                  lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
@@ -243,10 +262,11 @@ class Runner:
         print(f"[{time.time() - self.start:6.0f} s] {case} | {row} | seed {seed}: {acc * 100:.2f}%", flush=True)
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, seed: int, *, mix: Any = None, fraction: float = 0.0,
-            weights: torch.Tensor | None = None, steps: int | None = None) -> float:
+            weights: torch.Tensor | None = None, steps: int | None = None,
+            keep: list[Classifier] | None = None) -> float:
         batch_mix = SyntheticBatchMix(mix, fraction=fraction, seed=seed) if mix is not None else None
         return train_and_test(x, y, self.tx, self.ty, steps=steps or self.steps, seed=seed, mix=batch_mix,
-                              weights=weights, device=self.args.device)
+                              weights=weights, device=self.args.device, keep=keep)
 
     def imbalanced_indices(self, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(2000 + seed)
@@ -287,12 +307,12 @@ class Runner:
                                     epochs=self.args.imbalanced_epochs, seed=seed, sampling="balanced", **extra)
 
 
-def _rank(case: str, row: str) -> tuple[int, int, int, str]:
+def _rank(case: str, row: str) -> tuple[int, int, float, str]:
     """Cases low (by N), imbalanced, full; in each, real rows first and transfer last."""
     order = {"low": 0, "imb": 1, "ful": 2}.get(case[:3], 3)
     size = int(case.split(", ")[1].split()[0]) if case.startswith("low data, ") else 0
     kind = (0 if row == "real only" else 1 if row.startswith("real,") else 4 if "transfer" in row
-            else 3 if "semi-supervised" in row else 5 if "ceiling" in row else 2)
+            else 3 if "semi-supervised" in row else 5 if "ceiling" in row else 2.5 if "gated" in row else 2)
     return order, size, kind, row
 
 

@@ -12,6 +12,7 @@ import augmentation  # noqa: E402
 
 CASES = {
     "low data, 8 per class": ["real only", "+ cVAE trained on the N labels only",
+                              "+ cVAE trained on the N labels only, gated (real-only CNN >= 0.9)",
                               "+ cVAE semi-supervised (N labels + unlabelled rest)",
                               "+ mnist-cvae (transfer: it saw all 60,000 labels)"],
     "imbalanced (classes 5-9 cut to 1%)": ["real only", "real, class-balanced resampling",
