@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--full-steps", type=int, default=3000, help="classifier steps of the full-data case")
     ap.add_argument("--fraction", type=float, default=0.5, help="synthetic share of each batch (low data)")
     ap.add_argument("--gate", type=float, default=0.9,
-                    help="gated rows: the real-only CNN's least probability of a synthetic image's class")
+                    help="gated rows: the real-only CNN's least probability of a synthetic image's class "
+                         "(0: no gated rows)")
     ap.add_argument("--full-fraction", type=float, default=0.25, help="synthetic share of each batch (full data)")
     ap.add_argument("--generator", default="mnist-cvae", help="the bundled generator of the transfer rows")
     ap.add_argument("--own-steps", type=int, default=2000, help="steps of the cVAE trained on N labels only")
@@ -204,8 +205,9 @@ class Runner:
                                     config=FilterConfig(min_confidence=gate))
             return self.fit(x, y, seed, mix=gen, fraction=a.fraction)
 
-        self.row(case, f"+ cVAE trained on the N labels only, gated (real-only CNN >= {a.gate})", seed, gated,
-                 fraction=a.fraction)
+        if a.gate > 0:
+            self.row(case, f"+ cVAE trained on the N labels only, gated (real-only CNN >= {a.gate})", seed, gated,
+                     fraction=a.fraction)
         self.row(case, "+ cVAE semi-supervised (N labels + unlabelled rest)", seed,
                  lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
                  fraction=a.fraction)
@@ -231,7 +233,9 @@ class Runner:
                 synth = torch.cat([gen.sample(labels[i : i + 1000], generator=g) for i in range(0, len(labels), 1000)])
             return self.fit(torch.cat([x.float() / 255, synth]), torch.cat([y, labels]), seed)
 
-        self.row(case, TOPPED_UP, seed, topped_up)
+        need = counts.max() - counts
+        share = round(float(need.sum() / (need.sum() + len(y))), 2)  # of the training set, not of a batch
+        self.row(case, TOPPED_UP, seed, topped_up, fraction=share)
         self.row(case, "balanced real set (all 60,000; the ceiling)", seed, lambda: self.fit(self.x, self.y, seed))
 
     def full(self, seed: int) -> None:
@@ -322,7 +326,7 @@ def report(out: Path) -> dict[str, Any]:
     found = [json.loads(path.read_text()) for path in (out / "results").glob("*.json")]
     for r in sorted(found, key=lambda r: (_rank(r["case"], r["row"]), r["seed"])):
         rows.setdefault((r["case"], r["row"]), []).append(r)
-    lines = ["| case | row | steps | synthetic share of a batch | test accuracy (mean ± std) | seeds | vs real only |",
+    lines = ["| case | row | steps | synthetic share | test accuracy (mean ± std) | seeds | vs real only |",
              "|---|---|---|---|---|---|---|"]
     means: dict[tuple[str, str], float] = {}
     table: dict[str, Any] = {"rows": []}
