@@ -175,23 +175,17 @@ def few_labels(labels: torch.Tensor, per_class: int, *, seed: int = 0) -> torch.
 
     Raises a ValueError naming the class when one has fewer than ``per_class`` images.
     """
+    from genaug.pretrain import few_label_indices
+
     check_int("per_class", per_class, minimum=1)
     labels = torch.as_tensor(labels).long()
-    counts = torch.bincount(labels)
-    short = [(c, int(n)) for c, n in enumerate(counts.tolist()) if 0 < n < per_class]
+    short = [(c, int(n)) for c, n in enumerate(torch.bincount(labels).tolist()) if 0 < n < per_class]
     if short:
         raise ValueError(f"labels_per_class={per_class} needs that many images of every class; "
                          f"class {short[0][0]} has {short[0][1]}")
-    g = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in range(len(counts)):
-        idx = (labels == c).nonzero().squeeze(1)
-        if len(idx):
-            picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
-    return torch.cat(picks)
+    return few_label_indices(labels, per_class, seed=seed)
 
 
-@torch.no_grad()
 def pseudo_label(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -207,13 +201,12 @@ def pseudo_label(
     Only ``labels[labelled]`` is read; the others may hold anything.
     """
     labelled = torch.as_tensor(labelled, dtype=torch.long)
-    with torch.enable_grad():
-        model = fit_semi_supervised_gan(images, labels, labelled, config=config)
-    d = model.discriminator
+    d = fit_semi_supervised_gan(images, labels, labelled, config=config).discriminator
     dev = next(d.parameters()).device
     x = float_images(images)
-    probs = torch.cat([torch.softmax(d(x[i : i + batch_size].to(dev)), 1).cpu()
-                       for i in range(0, len(x), batch_size)])
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(d(x[i : i + batch_size].to(dev)), 1).cpu()
+                           for i in range(0, len(x), batch_size)])
     confidence, pred = probs.max(1)
     pred[labelled] = labels[labelled].long().cpu()
     confidence[labelled] = 1.0
