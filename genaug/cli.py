@@ -447,8 +447,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     judge = judge.to(device)
     data, test, _ = _splits(args)
     classes = dataset_classes(data)
-    # Synthetic label i must mean the data's class i, and so must the judge's output i.
-    gen = match_classes(gen, classes, name=f"--data {args.data}")
+    # Synthetic label i must mean the data's class i, and so must the judge's output i. An
+    # unconditional generator has no labels of its own: the judge labels its samples.
+    if gen.num_classes:
+        gen = match_classes(gen, classes, name=f"--data {args.data}")
     judge_classes = card.get("provenance", {}).get("classes")
     if classes is not None and judge_classes is not None and not same_classes(judge_classes, classes):
         raise ValueError(f"--judge {args.judge} was trained on classes {judge_classes}, but --data {args.data} "

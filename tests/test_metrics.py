@@ -115,6 +115,13 @@ def test_judge_and_evaluate_cli(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     mix = json.loads((tmp_path / "mix.json").read_text())
     assert mix["generator"] == f"{tmp_path / 'gen'} + {tmp_path / 'gen2'}" and mix["samples"] == 100
+    # An unconditional generator: the judge labels its samples, and there is no label fidelity.
+    tiny_generator("vae", num_classes=0).save_pretrained(tmp_path / "uncond")
+    res = run("evaluate", "--generator", str(tmp_path / "uncond"), "--judge", str(tmp_path / "judge"),
+              "--data", "sample", "--per-class", "10", "--tstr-epochs", "1", "--json", str(tmp_path / "u.json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    uncond = json.loads((tmp_path / "u.json").read_text())
+    assert uncond["conditional"] is False and uncond["label_fidelity"] is None and uncond["samples"] == 100
 
 
 @pytest.mark.parametrize(
