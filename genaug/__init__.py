@@ -14,6 +14,7 @@ from genaug._version import __version__
 from genaug.device import get_device
 from genaug.generators import (
     BaseGenerator,
+    DiffusionGenerator,
     GANGenerator,
     Generator,
     LabelledGenerator,
@@ -52,6 +53,7 @@ __all__ = [
     "RelabelledGenerator",
     "SamplingError",
     "VAEGenerator",
+    "DiffusionGenerator",
     "__version__",
     "build_model",
     "get_device",

@@ -16,6 +16,7 @@ TINY_MODEL = {
     "dcgan": {"latent_dim": 8, "g_dense": 32, "g_channels": (16, 8), "d_channels": (4, 8), "d_dense": 16},
     "began": {"latent_dim": 8, "g_channels": (16, 8), "d_channels": (4, 8), "d_latent": 8},
     "classifier": {"channels": (4, 8), "hidden": 16},
+    "diffusion": {"width": 8, "patch": 2, "emb_dim": 16, "timesteps": 50, "sample_steps": 3},
 }
 
 GENERATOR_FAMILIES = ["vae", "gan", "dcgan", "began"]

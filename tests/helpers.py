@@ -5,6 +5,7 @@ from conftest import TINY_MODEL
 
 from genaug.generators import (
     BaseGenerator,
+    DiffusionGenerator,
     FilterConfig,
     FilteredGenerator,
     GANGenerator,
@@ -41,6 +42,8 @@ def tiny_generator(family: str, num_classes: int = 10) -> BaseGenerator:
     cfg = make_config(family, {**TINY_MODEL[family], "num_classes": num_classes})
     if family == "vae":
         return VAEGenerator(build_model("vae", cfg))
+    if family == "diffusion":
+        return DiffusionGenerator(build_model("diffusion", cfg))
     return GANGenerator.from_config(family, cfg)
 
 

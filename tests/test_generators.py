@@ -7,7 +7,7 @@ from helpers import tiny_generator
 import genaug
 from genaug.generators import Generator, LabelledConfig, LabelledGenerator
 
-ALL = ["vae", "gan", "dcgan", "began", "labelled", "filtered", "mixture", "relabelled", "latent-prior"]
+ALL = ["vae", "gan", "dcgan", "began", "diffusion", "labelled", "filtered", "mixture", "relabelled", "latent-prior"]
 
 
 def labels_for(gen, n=12):

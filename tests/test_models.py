@@ -24,7 +24,7 @@ Y = torch.tensor([0, 3, 9, 3])
 
 
 def test_every_family_is_registered():
-    assert set(list_models()) == {"autoencoder", "vae", "gan", "dcgan", "began", "classifier", "ssgan"}
+    assert set(list_models()) == {"autoencoder", "vae", "gan", "dcgan", "began", "classifier", "ssgan", "diffusion"}
 
 
 @pytest.mark.parametrize("family", ["autoencoder", "vae", "gan", "dcgan", "began", "classifier"])

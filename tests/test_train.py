@@ -33,7 +33,8 @@ def sample():
 
 def test_all_source_families_are_trainable():
     assert set(FAMILIES) == {"autoencoder", "vae", "cvae", "gan", "cgan", "dcgan", "cdcgan",
-                             "wgan", "wgan-gp", "cwgan-gp", "began"}
+                             "wgan", "wgan-gp", "cwgan-gp", "began",
+                             "ddpm", "cddpm"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -102,7 +103,7 @@ def _assert_equal(a, b, path="state"):
         assert a == b, path
 
 
-@pytest.mark.parametrize("family", ["cvae", "cdcgan", "wgan", "wgan-gp", "began"])
+@pytest.mark.parametrize("family", ["cvae", "cdcgan", "wgan", "wgan-gp", "began", "cddpm"])
 def test_exact_resume(family, sample, tmp_path, deterministic):
     # 70 steps at batch 16 cross the epoch boundary of the 1000-image sample (62 batches).
     straight = Trainer(tiny_config(family, max_steps=70, epochs=2), sample, out_dir=tmp_path / "a")

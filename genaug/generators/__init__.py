@@ -1,6 +1,7 @@
 """Generator wrappers implementing :class:`Generator`, each registered with its card family."""
 
 from genaug.generators.base import BaseGenerator, Generator, SamplingError
+from genaug.generators.diffusion import DiffusionGenerator
 from genaug.generators.gan import GANGenerator
 from genaug.generators.prior import LatentPriorConfig, LatentPriorGenerator, fit_latent_prior
 from genaug.generators.vae import VAEGenerator
@@ -18,6 +19,7 @@ from genaug.generators.wrappers import (
 
 __all__ = [
     "BaseGenerator",
+    "DiffusionGenerator",
     "FilterConfig",
     "FilteredGenerator",
     "GANGenerator",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from genaug.models.autoencoder import VAE, AutoencoderConfig, ConvAutoencoder, VAEConfig
 from genaug.models.classifier import Classifier, ClassifierConfig
 from genaug.models.config import ModelConfig
+from genaug.models.diffusion import DiffusionConfig, DiffusionUNet
 from genaug.models.gan import (
     BEGAN,
     DCGAN,
@@ -39,6 +40,8 @@ __all__ = [
     "ConvAutoencoder",
     "DCGAN",
     "DCGANConfig",
+    "DiffusionConfig",
+    "DiffusionUNet",
     "GAN",
     "GANConfig",
     "GANModel",

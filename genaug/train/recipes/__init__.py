@@ -7,6 +7,7 @@ presets (:func:`~genaug.registry.register_preset`).
 
 from genaug.train.recipes.base import OneNetworkRecipe, Recipe, RecipeConfig
 from genaug.train.recipes.began import BEGANRecipe, BEGANTrainConfig
+from genaug.train.recipes.diffusion import DiffusionRecipe, DiffusionTrainConfig
 from genaug.train.recipes.gan import (
     AdversarialRecipe,
     GANRecipe,
@@ -25,6 +26,8 @@ __all__ = [
     "AdversarialRecipe",
     "BEGANRecipe",
     "BEGANTrainConfig",
+    "DiffusionRecipe",
+    "DiffusionTrainConfig",
     "GANRecipe",
     "GANTrainConfig",
     "GradientPenalty",
