@@ -94,9 +94,9 @@ def test_non_finite_weights(saved):
 
 def test_unknown_family(saved):
     card = json.loads((saved / "config.json").read_text())
-    card["family"] = "diffusion"
+    card["family"] = "normalizing-flow"
     (saved / "config.json").write_text(json.dumps(card))
-    with pytest.raises(CheckpointError, match="unknown generator family 'diffusion'"):
+    with pytest.raises(CheckpointError, match="unknown generator family 'normalizing-flow'"):
         genaug.load_generator(saved)
 
 
