@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-FAMILIES = ["vae", "cvae", "gan", "cgan", "dcgan", "cdcgan", "wgan", "wgan-gp", "began"]
+FAMILIES = ["vae", "cvae", "gan", "cgan", "dcgan", "cdcgan", "wgan", "wgan-gp", "began", "ddpm", "cddpm"]
 GENAUG = [sys.executable, "-m", "genaug.cli"]
 
 
