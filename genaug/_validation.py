@@ -85,3 +85,17 @@ def check_int_tuple(name: str, value: Any, *, minimum: int = 1) -> tuple[int, ..
     ):
         raise ValueError(f"{name} must be a non-empty sequence of ints >= {minimum}, got {value!r}")
     return tuple(value)
+
+
+def check_interval(name: str, value: Any, *, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
+    """A (start, end) pair of numbers with low <= start <= end <= high."""
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        or not low <= value[0] <= value[1] <= high
+    ):
+        raise ValueError(f"{name} must be two numbers (start, end) with {low} <= start <= end <= {high}, "
+                         f"got {value!r}")
+    return (float(value[0]), float(value[1]))

@@ -14,7 +14,7 @@ from genaug.metrics import accuracy
 from genaug.metrics.quality import label_fidelity
 from genaug.registry import BUNDLED_DIR, bundled_path
 
-GENERATORS = ["mnist-cvae", "mnist-cdcgan"]
+GENERATORS = ["mnist-cvae", "mnist-cdcgan", "mnist-cddpm"]
 
 
 def test_bundled_weights_fit_the_size_budget():

@@ -28,6 +28,8 @@ def test_schedule_decreases_from_nearly_clean_to_nearly_pure_noise(schedule):
     ("sample_steps", 60, r"sample_steps must be at most timesteps \(50\), got 60"),
     ("width", 12, r"multiples of 8 .*got \(12, 24\)"),
     ("guidance", -1.0, "guidance"),
+    ("guidance_interval", (0.6, 0.2), r"guidance_interval must be two numbers \(start, end\) .*got \(0.6, 0.2\)"),
+    ("guidance_interval", (0.0, 1.5), r"guidance_interval must be .*<= 1.0, got \(0.0, 1.5\)"),
 ])
 def test_config_names_the_bad_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -88,6 +90,36 @@ def test_guidance_mixes_the_conditional_and_unconditional_predictions(monkeypatc
     assert torch.allclose(eps, expected)
     unet.predict(x, t, y, guidance=0.0)
     assert torch.equal(seen[-1], y)  # one pass, no unconditional half
+
+
+@pytest.mark.parametrize(("interval", "guided"), [((0.0, 1.0), 7), ((0.3, 0.7), 3), ((0.0, 0.0), 1), ((0.55, 0.6), 0)])
+def test_guidance_runs_only_at_the_steps_inside_its_interval(interval, guided, monkeypatch):
+    # 7 DDIM steps over t = 0 .. 60 visit t / 60 = 1, 5/6, ..., 1/6, 0; two passes per guided step.
+    unet = tiny_unet(timesteps=61, sample_steps=7, guidance=1.5, guidance_interval=interval)
+    batches = []
+
+    def fake(x, t, labels=None):
+        batches.append((t[0].item(), labels.shape[0]))
+        return torch.zeros_like(x)
+
+    monkeypatch.setattr(unet, "forward", fake)
+    unet.ddim_sample(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]))
+    assert [t for t, _ in batches] == [60, 50, 40, 30, 20, 10, 0]
+    doubled = [t for t, n in batches if n == 4]
+    assert len(doubled) == guided
+    assert all(interval[0] <= t / 60 <= interval[1] for t in doubled)
+    batches.clear()
+    unet.ddim_sample(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), guidance_interval=(0.0, 1.0))
+    assert sum(n == 4 for _, n in batches) == 7  # the call's interval overrides the config's
+
+
+def test_generator_takes_a_guidance_interval_and_checks_it():
+    gen = tiny_generator("diffusion")
+    with pytest.raises(ValueError, match="guidance_interval must be two numbers"):
+        type(gen)(gen.unet, guidance_interval=(0.9, 0.1))
+    narrowed = type(gen)(gen.unet, guidance=1.0, guidance_interval=[0.2, 0.8])
+    assert narrowed.guidance_interval == (0.2, 0.8)
+    assert narrowed.sample(torch.tensor([0, 1])).shape == (2, 1, 28, 28)
 
 
 def test_sample_is_decode_of_its_noise_and_steps_change_the_images():

@@ -19,8 +19,9 @@ class DiffusionGenerator(BaseGenerator):
     eta = 0 makes each image a pure function of its latent and label, so :meth:`decode`, fixed
     seeds and HDF5 latents work as for a GAN. ``truncation`` scales x_T. Sampling costs
     ``config.sample_steps`` network passes per image (twice that with guidance > 0), against
-    one for a GAN or VAE decoder: set ``steps`` or ``guidance`` here to trade speed and
-    diversity without retraining.
+    one for a GAN or VAE decoder (guidance doubles only the steps inside
+    ``guidance_interval``): set ``steps``, ``guidance`` or ``guidance_interval`` here to trade
+    speed, fidelity and diversity without retraining.
 
     Example:
         >>> import torch
@@ -34,7 +35,8 @@ class DiffusionGenerator(BaseGenerator):
     decode_chunk = 128
 
     def __init__(self, unet: nn.Module, *, classes: list[str] | None = None, family: str = "diffusion",
-                 steps: int | None = None, guidance: float | None = None) -> None:
+                 steps: int | None = None, guidance: float | None = None,
+                 guidance_interval: tuple[float, float] | None = None) -> None:
         cfg = unet.config
         super().__init__(config=cfg, classes=check_classes(classes, cfg.num_classes),
                          image_shape=cfg.image_shape, latent_dim=cfg.latent_dim)
@@ -42,10 +44,15 @@ class DiffusionGenerator(BaseGenerator):
         self.unet = unet
         self.steps = steps
         self.guidance = guidance
-        if steps is not None or guidance is not None:
+        self.guidance_interval = None
+        if steps is not None or guidance is not None or guidance_interval is not None:
             # Validate through the config, which names the field and what was received.
-            cfg.replace(sample_steps=cfg.sample_steps if steps is None else steps,
-                        guidance=cfg.guidance if guidance is None else guidance)
+            checked = cfg.replace(
+                sample_steps=cfg.sample_steps if steps is None else steps,
+                guidance=cfg.guidance if guidance is None else guidance,
+                guidance_interval=cfg.guidance_interval if guidance_interval is None else guidance_interval)
+            if guidance_interval is not None:
+                self.guidance_interval = checked.guidance_interval
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> DiffusionGenerator:
@@ -60,5 +67,5 @@ class DiffusionGenerator(BaseGenerator):
     def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x_t = z.reshape(z.shape[0], *self.image_shape)
         x = self.unet.ddim_sample(x_t, labels if self.num_classes else None, steps=self.steps,
-                                  guidance=self.guidance)
+                                  guidance=self.guidance, guidance_interval=self.guidance_interval)
         return (x + 1.0) * 0.5
