@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,23 +21,36 @@ from genaug.generators.wrappers import match_classes
 
 
 class _ProcessRNG:
-    """A torch.Generator made on first use in each process, seeded from ``seed`` or, when
-    ``seed`` is None, from ``torch.initial_seed()`` (which DataLoader sets per worker)."""
+    """A torch.Generator (for samples) and a ``random.Random`` (for per-item decisions, which
+    cost a fraction of a microsecond instead of a tensor draw's few), made on first use in each
+    process and seeded from ``seed`` or, when ``seed`` is None, from ``torch.initial_seed()``
+    (which DataLoader sets per worker)."""
 
     def __init__(self, seed: int | None) -> None:
         self.seed = seed
         self._pid: int | None = None
         self._gen: torch.Generator | None = None
+        self._coin: random.Random | None = None
+
+    def _make(self) -> None:
+        base = int(torch.initial_seed() if self.seed is None else self.seed) % (2**63)
+        self._gen = torch.Generator().manual_seed(base)
+        self._coin = random.Random(base)
+        self._pid = os.getpid()
 
     def get(self) -> torch.Generator:
         if self._gen is None or self._pid != os.getpid():
-            base = torch.initial_seed() if self.seed is None else self.seed
-            self._gen = torch.Generator().manual_seed(int(base) % (2**63))
-            self._pid = os.getpid()
+            self._make()
         return self._gen
 
+    def random(self) -> float:
+        """A uniform float in [0, 1) from this process's decision stream."""
+        if self._coin is None or self._pid != os.getpid():
+            self._make()
+        return self._coin.random()
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"seed": self.seed, "_pid": None, "_gen": None}
+        return {"seed": self.seed, "_pid": None, "_gen": None, "_coin": None}
 
 
 def _as_label(x: Any) -> int | None:
@@ -64,27 +78,30 @@ def _kind(like: Any) -> str:
     return "float"
 
 
-def _convert(images: torch.Tensor, kind: str) -> torch.Tensor:
-    """Float (N, C, H, W) images in [0, 1] in the layout of ``kind``, converted in one pass."""
+def _convert(images: torch.Tensor, kind: str) -> Any:
+    """Float (N, C, H, W) images in [0, 1] in the layout of ``kind``, converted in one pass:
+    for "pil" a uint8 numpy array (N, H, W) or (N, H, W, C), what ``PIL.Image.fromarray`` takes."""
     if kind == "pil":  # what to_pil_image does: mul(255).byte(), channels last
-        return images.clamp(0, 1).mul(255).byte().permute(0, 2, 3, 1).contiguous()
+        arr = images.clamp(0, 1).mul(255).byte().permute(0, 2, 3, 1).contiguous().numpy()
+        return arr[..., 0] if arr.shape[-1] == 1 else arr
     if kind == "uint8":
         return images.mul(255).round_().clamp_(0, 255).to(torch.uint8)
     return images
 
 
-def _fit(img: torch.Tensor, kind: str, shape: tuple[int, int, int], like: Any) -> Any:
-    """``img`` (from :func:`_convert` with ``kind``) checked against ``like`` and given its type."""
+def _fit(img: Any, kind: str, shape: tuple[int, int, int], like: Any) -> Any:
+    """``img`` (an item of :func:`_convert`'s output for ``kind``) checked against ``like`` and
+    given its type."""
     c, h, w = shape
     if kind == "pil":
+        size = like.size
         bands = len(like.getbands())
-        if (like.size[1], like.size[0]) != (h, w) or bands != c:
+        if size[1] != h or size[0] != w or bands != c:
             raise ValueError(
                 f"expected a PIL image of {c} band(s) and size {w}x{h} (the generator's shape), "
-                f"got {bands} band(s) and size {like.size[0]}x{like.size[1]}"
+                f"got {bands} band(s) and size {size[0]}x{size[1]}"
             )
-        arr = img.numpy()
-        out = PIL.Image.fromarray(arr[:, :, 0] if c == 1 else arr)
+        out = PIL.Image.fromarray(img)
         return out.convert(like.mode) if out.mode != like.mode else out
     if isinstance(like, torch.Tensor):
         got = tuple(like.shape)
@@ -132,21 +149,33 @@ class _Banks:
         # label -> [float images, items left, {kind: converted images}]
         self.banks: dict[int, list[Any]] = {}
 
-    def take(self, label: int, rng: torch.Generator, kind: str = "float") -> tuple[torch.Tensor, torch.Tensor]:
-        """The next image of class ``label``: as a float (C, H, W) image in [0, 1], and in ``kind``'s layout."""
-        k = self.model.num_classes
-        if not 0 <= label < k:
-            raise ValueError(f"label must be in [0, {k - 1}] (the generator's classes), got {label}")
+    def next(self, label: int, rng: torch.Generator) -> tuple[list[Any], int]:
+        """The bank of class ``label`` (refilled if it is empty) and the index of its next image."""
         bank = self.banks.get(label)
         if bank is None or bank[1] == 0:
+            k = self.model.num_classes
+            if not 0 <= label < k:
+                raise ValueError(f"label must be in [0, {k - 1}] (the generator's classes), got {label}")
             y = torch.full((self.bank_size,), label, dtype=torch.long)
             bank = self.banks[label] = [self.model.sample(y, generator=rng, truncation=self.truncation).cpu(),
                                         self.bank_size, {}]
-        images, left, converted = bank
-        if kind not in converted:
-            converted[kind] = _convert(images, kind)
-        bank[1] = left - 1
-        return images[left - 1], converted[kind][left - 1]  # last first, as a list's pop()
+        bank[1] -= 1
+        return bank, bank[1]  # last first, as a list's pop()
+
+    @staticmethod
+    def converted(bank: list[Any], i: int, kind: str) -> Any:
+        """Image ``i`` of ``bank`` in ``kind``'s layout (see :func:`_convert`)."""
+        images = bank[2].get(kind)
+        if images is None:
+            images = bank[2][kind] = _convert(bank[0], kind)
+            if isinstance(images, torch.Tensor):
+                images = bank[2][kind] = images.unbind(0)  # a tuple of views indexes faster than a tensor
+        return images[i]
+
+    def take(self, label: int, rng: torch.Generator, kind: str = "float") -> tuple[torch.Tensor, Any]:
+        """The next image of class ``label``: as a float (C, H, W) image in [0, 1], and in ``kind``'s layout."""
+        bank, i = self.next(label, rng)
+        return bank[0][i], self.converted(bank, i, kind)
 
 
 class SyntheticReplace(v2.Transform):
@@ -208,15 +237,24 @@ class SyntheticReplace(v2.Transform):
 
     def forward(self, *inputs: Any) -> Any:
         # The usual call, (image, label) from a dataset's ``transforms=`` or a Compose, skips the
-        # pytree flattening of v2.Transform.forward, which cost more per item than generation. It
-        # does what that would do: the image is the one input transformed, the label passes through.
+        # pytree flattening of v2.Transform.forward and the params dict, which cost more per item
+        # than generation. It does what they would do: the image is the one input transformed,
+        # the label passes through.
         if len(inputs) == 2 and isinstance(inputs[0], (PIL.Image.Image, torch.Tensor)):
             image, label = inputs
-            if _as_label(label) is not None and (not isinstance(image, tv_tensors.TVTensor)
-                                                 or isinstance(image, tv_tensors.Image)):
-                self._label = _as_label(label)
-                return self.transform(image, self.make_params([image])), label
+            lab = _as_label(label)
+            if lab is not None and (not isinstance(image, tv_tensors.TVTensor) or isinstance(image, tv_tensors.Image)):
+                if not self._decide():
+                    return image, label
+                kind = _kind(image)
+                bank, i = self._banks.next(lab, self._rng.get())
+                return _fit(_Banks.converted(bank, i, kind), kind, tuple(bank[0].shape[1:]), image), label
         return super().forward(*inputs)
+
+    def _decide(self) -> bool:
+        """Whether to replace this sample (a draw from the decision stream unless p is 0 or 1)."""
+        p = self.p
+        return p > 0 and (p >= 1 or self._rng.random() < p)
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         # The label is not an image, so make_params never sees it: take it here.
@@ -229,18 +267,19 @@ class SyntheticReplace(v2.Transform):
         self._label = labels[0]
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        rng = self._rng.get()
-        replace = self.p > 0 and float(torch.rand((), generator=rng)) < self.p
-        kind = _kind(flat_inputs[0]) if flat_inputs else "float"
-        synthetic, converted = self._banks.take(self._label, rng, kind) if replace else (None, None)
-        return {"synthetic": synthetic, "converted": converted, "kind": kind}
+        if not self._decide():
+            return {"bank": None}
+        bank, i = self._banks.next(self._label, self._rng.get())
+        return {"bank": bank, "index": i, "kind": _kind(flat_inputs[0]) if flat_inputs else "float"}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if params["synthetic"] is None:
+        bank = params["bank"]
+        if bank is None:
             return inpt
-        if _kind(inpt) != params["kind"]:  # a second image, of another type, in the same sample
-            return match_like(params["synthetic"], inpt)
-        return _fit(params["converted"], params["kind"], tuple(params["synthetic"].shape), inpt)
+        i, kind = params["index"], params["kind"]
+        if _kind(inpt) != kind:  # a second image, of another type, in the same sample
+            return match_like(bank[0][i], inpt)
+        return _fit(_Banks.converted(bank, i, kind), kind, tuple(bank[0].shape[1:]), inpt)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
