@@ -17,6 +17,7 @@ CASES = {
                               "+ mnist-cvae (transfer: it saw all 60,000 labels)"],
     "imbalanced (classes 5-9 cut to 1%)": ["real only", "real, class-balanced resampling",
                                            "real topped up to balance with a cVAE trained on it (balanced sampling)",
+                                           augmentation.RESAMPLED_MIX,
                                            "balanced real set (all 60,000; the ceiling)"],
     "full data (60,000)": ["real only", "+ mnist-cvae"],
 }
@@ -28,9 +29,11 @@ def test_tiny_augmentation_table_has_every_row_and_column(tmp_path):
     assert set(got) == {(case, row) for case, rows in CASES.items() for row in rows}
     for (case, row), r in got.items():
         assert r["seeds"] == 2 and 0 <= r["mean"] <= 100 and r["std"] >= 0 and r["steps"] == 3
-        assert (r["fraction"] is None) == (not row.startswith(("+", "real topped up"))), (case, row)
+        mixed = row.startswith(("+", "real topped up")) or row == augmentation.RESAMPLED_MIX
+        assert (r["fraction"] is None) == (not mixed), (case, row)
     assert set(table["gap_recovered"]) == {"real, class-balanced resampling",
-                                           "real topped up to balance with a cVAE trained on it (balanced sampling)"}
+                                           "real topped up to balance with a cVAE trained on it (balanced sampling)",
+                                           augmentation.RESAMPLED_MIX}
     text = table["text"]
     header = "| case | row | steps | synthetic share | test accuracy (mean ± std) | seeds | vs real only |"
     assert header in text

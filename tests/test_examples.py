@@ -36,7 +36,9 @@ def test_balance_imbalanced_example_runs():
         capture_output=True, text=True, timeout=600, env=SAMPLE_ONLY,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "balanced + synthetic" in res.stdout and "synthetic images added per class" in res.stdout
+    for row in ("real only", "resampled", "resampled + synthetic", "topped up"):
+        assert f"\n{row} " in res.stdout, res.stdout
+    assert "synthetic images added per class when topping up" in res.stdout
 
 
 def test_pretrain_classifier_example_runs():

@@ -153,3 +153,25 @@ def test_evaluate_samples_at_the_requested_truncation(data, judge):
 
     report = evaluate(Recording(x, y), judge, (x, y), (tx, ty), per_class=10, tstr_epochs=1, truncation=0.5)
     assert seen and set(seen) == {0.5} and report["truncation"] == 0.5
+
+
+def test_train_classifier_takes_a_sampler_and_a_collate_fn():
+    from torch.utils.data import SubsetRandomSampler, TensorDataset, default_collate
+
+    from genaug.metrics import train_classifier
+
+    ds = TensorDataset(torch.rand(40, 1, 28, 28), torch.arange(40) % 10)
+    seen = []
+
+    def collate(batch):
+        xb, yb = default_collate(batch)
+        seen.append(yb)
+        return xb, yb
+
+    sampler = SubsetRandomSampler(range(0, 40, 10))  # the four images of class 0
+    train_classifier(ds, sampler=sampler, collate_fn=collate, batch_size=2, epochs=1, device="cpu")
+    assert len(seen) == 2 and all(bool((yb == 0).all()) for yb in seen)
+    with pytest.raises(TypeError, match="sampler must be a torch.utils.data.Sampler, got list"):
+        train_classifier(ds, sampler=[0, 1], device="cpu")
+    with pytest.raises(TypeError, match="collate_fn must be callable, got int"):
+        train_classifier(ds, collate_fn=3, device="cpu")
