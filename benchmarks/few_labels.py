@@ -52,6 +52,13 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=2000, help="synthetic images per class when mixing")
     ap.add_argument("--cvae-steps", type=int, default=1500)
     ap.add_argument("--ssgan-epochs", type=int, default=20, help="epochs of the semi-supervised GAN")
+    ap.add_argument("--ssgan-init-images", type=int, default=SemiSupervisedConfig.init_images,
+                    help="its data-dependent initialisation (0: PyTorch's default init)")
+    ap.add_argument("--ssgan-ema-decay", type=float, default=SemiSupervisedConfig.ema_decay,
+                    help="its discriminator's weight averaging (0: the last weights)")
+    ap.add_argument("--validation", type=int, default=0, metavar="N",
+                    help="score on N training images held out from everything (drawn by a fixed seed) "
+                         "instead of the test set: for choosing settings")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", help="write the accuracies here (for --merge)")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of earlier --json outputs")
@@ -66,14 +73,15 @@ def main() -> None:
             ran_ssgan = any(key.startswith("semi-supervised") for key in saved["results"])
             ran_backbones = any(not key.startswith("semi-supervised") for key in saved["results"])
             for key, value in saved["settings"].items():
-                if (ran_ssgan if key == "ssgan_epochs" else ran_backbones):
+                if key == "validation" or (ran_ssgan if key.startswith("ssgan") else ran_backbones):
                     meta.setdefault(key, value)
         print_table(results, meta)
         return
     if not args.data_root:
         ap.error("--data-root is required (unless --merge)")
     results = run(args)
-    settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs")}
+    settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs",
+                                              "ssgan_init_images", "ssgan_ema_decay", "validation")}
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
     print_table(results, settings)
@@ -82,7 +90,13 @@ def main() -> None:
 def run(args: argparse.Namespace) -> dict[str, list[float]]:
     torch.manual_seed(0)
     x, y = as_tensors(load_mnist(args.data_root))
-    tx, ty = as_tensors(load_mnist(args.data_root, train=False))
+    if args.validation:
+        # Held out from the labelled draws and the unlabelled images alike; the test set is not read.
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(12345))
+        held, rest = perm[: args.validation], perm[args.validation :]
+        tx, ty, x, y = x[held], y[held], x[rest], y[rest]
+    else:
+        tx, ty = as_tensors(load_mnist(args.data_root, train=False))
     test = TensorDataset(tx.float() / 255, ty)
     wanted = [r for r in args.recipes if r in BACKBONE_RECIPES]
     if wanted and not args.runs:
@@ -98,7 +112,9 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
             labelled = TensorDataset(x[idx].float() / 255, y[idx])
             if "semi-supervised gan" in args.recipes:
                 # Every training image without its label, plus the K labelled ones per class.
-                cfg = SemiSupervisedConfig(epochs=args.ssgan_epochs, seed=seed, device=args.device, progress=False)
+                cfg = SemiSupervisedConfig(epochs=args.ssgan_epochs, init_images=args.ssgan_init_images,
+                                           ema_decay=args.ssgan_ema_decay, seed=seed, device=args.device,
+                                           progress=False)
                 model = fit_semi_supervised_gan(x, y, idx, config=cfg)
                 acc = accuracy(model.discriminator, test)
                 results.setdefault(f"semi-supervised gan|{k}|0", []).append(acc)
@@ -131,9 +147,12 @@ def _cvae_samples(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, seed: int
 
 
 def print_table(results: dict[str, list[float]], settings: dict) -> None:
-    print(f"\nMNIST test accuracy (mean ± std over seeds); fine-tuning {settings.get('steps', '?')} steps of 64; "
+    scored = (f"accuracy on {settings['validation']} held-out training images" if settings.get("validation")
+              else "MNIST test accuracy")
+    print(f"\n{scored} (mean ± std over seeds); fine-tuning {settings.get('steps', '?')} steps of 64; "
           f"mixing adds {settings.get('synthetic', '?')} cVAE samples per class; semi-supervised GAN "
-          f"{settings.get('ssgan_epochs', '?')} epochs")
+          f"{settings.get('ssgan_epochs', '?')} epochs (init images {settings.get('ssgan_init_images', '?')}, "
+          f"EMA decay {settings.get('ssgan_ema_decay', '?')})")
     labels = sorted({int(key.split("|")[1]) for key in results})
     columns = [(k, mix) for k in labels for mix in (0, 1)]
     titles = [f"{k * 10} labels" + (" + synth." if mix else "") for k, mix in columns]

@@ -104,3 +104,44 @@ def test_cli_labels_per_class(tmp_path):
     bad = _cli("train", "dcgan", "--data", "sample", "--labels-per-class", "3", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "labels_per_class applies to conditional families" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_data_dependent_init_gives_zero_mean_unit_variance_layers(sample):
+    from genaug.models.ssgan import SemiSupervisedGAN, SSGANConfig
+
+    x = genaug.data.as_tensors(sample)[0][:200].float() / 255
+    d = SemiSupervisedGAN(SSGANConfig(input_noise=0.0, hidden_noise=0.0, d_hidden=(64, 32))).discriminator
+    d.init_from_data(x)
+    h = x.flatten(1)
+    for module in (*d.trunk, *d.head):
+        if isinstance(module, torch.nn.Linear):
+            out = module(h)
+            assert torch.allclose(out.mean(0), torch.zeros(out.shape[1]), atol=1e-4)
+            assert torch.allclose(out.std(0, unbiased=False), torch.ones(out.shape[1]), atol=1e-3)
+        h = module(h) if not isinstance(module, torch.nn.Flatten) else h
+
+
+def test_the_returned_discriminator_is_averaged_and_hidden_scales_stay_as_initialised(sample):
+    from genaug.train.recipes.ssgan import fit_semi_supervised_gan
+
+    x, y = genaug.data.as_tensors(sample)
+    idx = few_labels(y, 5, seed=0)
+    base = dict(epochs=1, batch_size=50, seed=0, device="cpu", progress=False, init_images=100,
+                model={"d_hidden": (64, 32), "g_hidden": (32,)})
+    last = fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(ema_decay=0.0, **base))
+    avg = fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(ema_decay=0.99, **base))
+    # Averaging changes what is returned, not how the networks train.
+    _assert_equal(last.generator.state_dict(), avg.generator.state_dict())
+    scales = [(a.parametrizations.weight.original0, b.parametrizations.weight.original0)
+              for a, b in zip(last.discriminator.scaled_layers(), avg.discriminator.scaled_layers(), strict=True)]
+    for hidden_last, hidden_avg in scales[:-1]:  # fixed after the init, so their average is the same
+        assert torch.equal(hidden_last, hidden_avg)
+    assert not torch.equal(*scales[-1])  # the head's scale trains
+    assert all(p.requires_grad for p in avg.discriminator.parameters())
+
+
+def test_semi_supervised_config_names_a_bad_field():
+    with pytest.raises(ValueError, match="ema_decay"):
+        SemiSupervisedConfig(ema_decay=1.0)
+    with pytest.raises(ValueError, match="init_images"):
+        SemiSupervisedConfig(init_images=-1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -91,6 +92,28 @@ class SSGANDiscriminator(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
+
+    def scaled_layers(self) -> list[nn.Linear]:
+        """The weight-normalised layers, input first; the last one is the class head."""
+        return [m for m in (*self.trunk, *self.head) if isinstance(m, nn.Linear)]
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Data-dependent initialisation (Salimans & Kingma, 2016): layer by layer, set each
+        weight-normalised layer's scale and bias so that its outputs on the batch ``x`` (with
+        the training noise, as in the paper's code) have zero mean and unit variance."""
+        was_training = self.training
+        self.train()
+        h = x
+        for module in (*self.trunk, *self.head):
+            if isinstance(module, nn.Linear):
+                v = module.parametrizations.weight.original1
+                out = F.linear(h, v / v.norm(dim=1, keepdim=True))
+                mean, std = out.mean(0), out.std(0, unbiased=False).clamp_min(1e-6)
+                module.parametrizations.weight.original0.copy_((1.0 / std).unsqueeze(1))
+                module.bias.copy_(-mean / std)
+            h = module(h)
+        self.train(was_training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))

@@ -33,7 +33,7 @@ from genaug.models.classifier import Classifier
 from genaug.registry import RECIPES, make_config
 from genaug.train.batches import InMemoryBatches, training_batches
 from genaug.train.config import TrainConfig
-from genaug.train.recipes.base import NonFiniteLossError, Recipe
+from genaug.train.recipes.base import NonFiniteLossError, Recipe, ema_with_warmup
 from genaug.train.recipes.ssgan import PseudoLabels, SemiSupervisedConfig, few_labels, pseudo_label
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -91,22 +91,6 @@ def seed_step(seed: int, device: torch.device) -> None:
             torch.cuda.manual_seed(seed)
     elif device.type == "mps":
         torch.mps.manual_seed(seed)
-
-
-def ema_with_warmup(decay: float) -> Any:
-    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates,
-    so the average is not dominated by the random initial weights in short runs."""
-
-    @torch.no_grad()
-    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: Any) -> None:
-        if not ema_params[0].is_floating_point():  # e.g. BatchNorm's num_batches_tracked
-            torch._foreach_copy_(ema_params, params)
-            return
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
-
-    return update
 
 
 def prepare_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -23,6 +23,23 @@ from genaug.registry import build_model
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
+
+def ema_with_warmup(decay: float) -> Any:
+    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates,
+    so the average is not dominated by the random initial weights in short runs."""
+
+    @torch.no_grad()
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: Any) -> None:
+        if not ema_params[0].is_floating_point():  # e.g. BatchNorm's num_batches_tracked
+            torch._foreach_copy_(ema_params, params)
+            return
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
+
+
 Wrap = Callable[[nn.Module], nn.Module]
 INPUT_RANGES = ("sigmoid", "tanh")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from genaug._validation import check_float, check_int
@@ -26,7 +27,7 @@ from genaug.data.real import float_images
 from genaug.device import get_device
 from genaug.models.config import ModelConfig
 from genaug.models.ssgan import SemiSupervisedGAN, SSGANConfig
-from genaug.train.recipes.base import NonFiniteLossError
+from genaug.train.recipes.base import NonFiniteLossError, ema_with_warmup
 
 
 @dataclasses.dataclass
@@ -39,6 +40,15 @@ class SemiSupervisedConfig(ModelConfig):
         batch_size: unlabelled images per step; as many labelled ones (repeated) join each step.
         lr: Adam learning rate, decayed linearly to 0 over the run; betas (0.5, 0.999).
         unlabelled_weight: weight of the real-versus-generated loss next to the labelled loss.
+        init_images: images for the paper code's data-dependent initialisation of the
+            discriminator (each weight-normalised layer starts with zero-mean, unit-variance
+            outputs, and the hidden layers' scales then stay fixed); 0 (the default): PyTorch's
+            initialisation with every scale trained. With 100 MNIST labels and 10 epochs it
+            scored 85.8% on a validation split against 92.7% without (benchmarks/few_labels.py).
+        ema_decay: > 0: the discriminator that is returned holds an exponential moving average
+            of its weights (the paper code's Polyak averaging, e.g. 0.9999, with a warm-up of
+            min(decay, (1 + n) / (10 + n)) at update n); 0 (the default): the last weights. With
+            the linearly decayed learning rate it changed nothing measurable at 10 epochs.
         seed: seeds weights, noise and data order.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         progress: show a tqdm bar.
@@ -49,6 +59,8 @@ class SemiSupervisedConfig(ModelConfig):
     batch_size: int = 100
     lr: float = 3e-3
     unlabelled_weight: float = 1.0
+    init_images: int = 0
+    ema_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -61,6 +73,8 @@ class SemiSupervisedConfig(ModelConfig):
         check_int("seed", self.seed, minimum=0)
         check_float("lr", self.lr, low=0.0, low_open=True)
         check_float("unlabelled_weight", self.unlabelled_weight, low=0.0)
+        check_int("init_images", self.init_images, minimum=0)
+        check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
 
 
 def fit_semi_supervised_gan(
@@ -93,10 +107,15 @@ def fit_semi_supervised_gan(
     torch.manual_seed(cfg.seed)
     model = SemiSupervisedGAN(model_cfg).to(dev)
     G, D = model.generator, model.discriminator
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     x, x_lab, y_lab = x.to(dev), x[labelled].to(dev), y_lab.to(dev)
     g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.init_images:
+        D.init_from_data(x[torch.randperm(len(x), generator=g)[: cfg.init_images].to(dev)])
+        for layer in D.scaled_layers()[:-1]:  # hidden scales stay as initialised; the head's trains
+            layer.parametrizations.weight.original0.requires_grad_(False)
+    opt_d = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    avg_d = AveragedModel(D, multi_avg_fn=ema_with_warmup(cfg.ema_decay)) if cfg.ema_decay else None
     bs, steps_per_epoch = cfg.batch_size, len(x) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     lab_order = torch.empty(0, dtype=torch.long)
@@ -129,6 +148,8 @@ def fit_semi_supervised_gan(
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
+            if avg_d is not None:
+                avg_d.update_parameters(D)
 
             # Generator: match the mean last-hidden features of real images.
             real_f = D.features(x[order2[i * bs : (i + 1) * bs]]).detach().mean(0)
@@ -144,6 +165,12 @@ def fit_semi_supervised_gan(
                     raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}, step {i}: {values}")
                 bar.set_postfix({k_: f"{v:.3g}" for k_, v in values.items()})
     bar.close()
+    if avg_d is not None:
+        with torch.no_grad():
+            for p, avg in zip(D.parameters(), avg_d.module.parameters(), strict=True):
+                p.copy_(avg)
+    for p in D.parameters():
+        p.requires_grad_(True)
     return model.eval()
 
 
