@@ -145,3 +145,5 @@ def test_semi_supervised_config_names_a_bad_field():
         SemiSupervisedConfig(ema_decay=1.0)
     with pytest.raises(ValueError, match="init_images"):
         SemiSupervisedConfig(init_images=-1)
+    with pytest.raises(ValueError, match="init_images must be 0 .off. or at least 2"):
+        SemiSupervisedConfig(init_images=1)

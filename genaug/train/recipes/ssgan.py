@@ -74,6 +74,8 @@ class SemiSupervisedConfig(ModelConfig):
         check_float("lr", self.lr, low=0.0, low_open=True)
         check_float("unlabelled_weight", self.unlabelled_weight, low=0.0)
         check_int("init_images", self.init_images, minimum=0)
+        if self.init_images == 1:
+            raise ValueError("init_images must be 0 (off) or at least 2 (a layer's spread over one image is 0), got 1")
         check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
 
 
