@@ -223,8 +223,8 @@ class Runner:
         case = "imbalanced (classes 5-9 cut to 1%)"
         self.row(case, "real only", seed, lambda: self.fit(x, y, seed))
         counts = torch.bincount(y, minlength=10).float()
-        self.row(case, "real, class-balanced resampling", seed,
-                 lambda: self.fit(x, y, seed, weights=(1 / counts)[y]))
+        balanced = (1 / counts)[y]  # per-image sampling weights: every class equally often
+        self.row(case, "real, class-balanced resampling", seed, lambda: self.fit(x, y, seed, weights=balanced))
 
         def topped_up() -> float:
             gen = self.imbalanced_generator(seed, keep)
@@ -241,7 +241,7 @@ class Runner:
         # Resample and synthesise: class-balanced batches of real images, a share of each replaced by
         # samples of the same classes (so a rare class is part real, part synthetic).
         self.row(case, RESAMPLED_MIX, seed,
-                 lambda: self.fit(x, y, seed, weights=(1 / counts)[y], mix=self.imbalanced_generator(seed, keep),
+                 lambda: self.fit(x, y, seed, weights=balanced, mix=self.imbalanced_generator(seed, keep),
                                   fraction=self.args.fraction),
                  fraction=self.args.fraction)
         self.row(case, "balanced real set (all 60,000; the ceiling)", seed, lambda: self.fit(self.x, self.y, seed))

@@ -12,7 +12,7 @@ poor enough to lower accuracy in ``benchmarks/augmentation.py``). Classifiers tr
 - the real data topped up to balance with cVAE samples (``MixedDataset(balance="uniform")``),
 
 are compared per class. In the benchmark the two resampled recipes recover about 95% of the
-gap to a balanced set and topping up about 60%: resampling is what helps, and synthetic samples
+gap to a balanced set and topping up about 40%: resampling is what helps, and synthetic samples
 belong inside resampled batches, not instead of them.
 
     python examples/balance_imbalanced.py --data-root DIR          # full MNIST

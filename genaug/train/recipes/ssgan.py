@@ -111,10 +111,13 @@ def fit_semi_supervised_gan(
     G, D = model.generator, model.discriminator
     x, x_lab, y_lab = x.to(dev), x[labelled].to(dev), y_lab.to(dev)
     g = torch.Generator().manual_seed(cfg.seed)
+    frozen: list[torch.Tensor] = []
     if cfg.init_images:
         D.init_from_data(x[torch.randperm(len(x), generator=g)[: cfg.init_images].to(dev)])
-        for layer in D.scaled_layers()[:-1]:  # hidden scales stay as initialised; the head's trains
-            layer.parametrizations.weight.original0.requires_grad_(False)
+        # Hidden scales stay as initialised; the head's trains.
+        frozen = [layer.parametrizations.weight.original0 for layer in D.scaled_layers()[:-1]]
+        for p in frozen:
+            p.requires_grad_(False)
     opt_d = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     avg_d = AveragedModel(D, multi_avg_fn=ema_with_warmup(cfg.ema_decay)) if cfg.ema_decay else None
@@ -171,7 +174,7 @@ def fit_semi_supervised_gan(
         with torch.no_grad():
             for p, avg in zip(D.parameters(), avg_d.module.parameters(), strict=True):
                 p.copy_(avg)
-    for p in D.parameters():
+    for p in frozen:
         p.requires_grad_(True)
     return model.eval()
 
