@@ -267,6 +267,23 @@ def test_init_starts_from_a_saved_generator(sample, tmp_path):
     assert genaug.load_generator(tmp_path / "b").provenance["init"] == tuned.provenance["init"]
 
 
+def test_init_takes_a_diffusion_model_saved_with_other_sampling_settings(sample, tmp_path):
+    # Guidance and sampling steps are often set in a saved card after training: they don't change
+    # the weights, so a run may start from that model with its own; the network's shape must match.
+    Trainer(tiny_config("cddpm", max_steps=2), sample, out_dir=tmp_path / "a").fit()
+    saved = genaug.load_generator(tmp_path / "a").unet.state_dict()
+    tuned_sampler = {**TINY_MODEL["diffusion"], "guidance": 0.5, "sample_steps": 3}
+    trainer = Trainer(tiny_config("cddpm", max_steps=1, init=str(tmp_path / "a"), model=tuned_sampler), sample,
+                      out_dir=tmp_path / "b")
+    now = trainer.step_impl.nets["model"].state_dict()
+    assert saved.keys() == now.keys() and all(torch.equal(saved[k], now[k]) for k in saved)
+    trainer.fit()
+    assert genaug.load_generator(tmp_path / "b").config.guidance == 0.5  # the run's sampler, not the saved one
+    wider = {**TINY_MODEL["diffusion"], "emb_dim": 2 * TINY_MODEL["diffusion"].get("emb_dim", 128)}
+    with pytest.raises(ValueError, match=r"different model config.*'emb_dim'"):
+        Trainer(tiny_config("cddpm", model=wider, init=str(tmp_path / "a")), sample, out_dir=tmp_path / "c")
+
+
 def test_began_equilibrium_engages(sample, tmp_path):
     # The paper's dynamics: generated images become easier to reconstruct than gamma times the
     # real ones, so k_t leaves 0 and the discriminator starts pushing back. (With a DCGAN

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T", bound="ModelConfig")
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Dataclass of primitives; subclasses validate in ``__post_init__``."""
+    """Dataclass of primitives; subclasses validate in ``__post_init__``.
+
+    ``sampling_fields`` names the fields that set how a trained network is sampled (steps,
+    guidance) rather than the network itself: weights of one config fit a network of another
+    that differs only in them.
+    """
+
+    sampling_fields: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -37,6 +44,10 @@ class ModelConfig:
                 v = tuple(v)
             kwargs[k] = v
         return cls(**kwargs)
+
+    def architecture(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the ``sampling_fields``: what a network's weights depend on."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.sampling_fields}
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -65,6 +66,8 @@ class DiffusionConfig(ModelConfig):
             limited it to the middle; on MNIST the class is settled at high noise, so leaving
             that end out lowered label fidelity (README). Default (0, 1): every step.
     """
+
+    sampling_fields: ClassVar[tuple[str, ...]] = ("sample_steps", "guidance", "guidance_interval")
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 0

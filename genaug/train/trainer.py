@@ -300,14 +300,15 @@ class Trainer:
         return self.recipe
 
     def _init_from(self, name: str, target: nn.Module | None) -> None:
-        """Start the generator from a saved one of the same family and model config."""
+        """Start the generator from a saved one of the same family and model config (its sampling
+        settings, such as a diffusion model's guidance, may differ: the run keeps its own)."""
         if target is None:
             raise ValueError(f"init needs a family that trains a generator, got {self.cfg.family!r}")
         gen = load_generator(name)
         family = self.cfg.preset.model
         if gen.family != family:
             raise ValueError(f"init: expected a saved {family!r} generator, got {gen.family!r} from {name!r}")
-        saved, now = gen.config.to_dict(), self.model_cfg.to_dict()
+        saved, now = gen.config.architecture(), self.model_cfg.architecture()
         if saved != now:
             diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
             raise ValueError(
