@@ -401,18 +401,25 @@ def _splits(args: argparse.Namespace, download: bool = False) -> tuple[Any, Any,
 
 
 def _judge(args: argparse.Namespace) -> int:
+    import torch
     from torch.utils.data import TensorDataset
 
     from genaug.checkpoint import save_module
     from genaug.data.labelled import dataset_classes
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy, train_classifier
+    from genaug.models.classifier import Classifier, ClassifierConfig
 
     _run_folder_free("--out", args.out, args.overwrite)
     data, test, data_name = _splits(args, args.download)
     x, y = as_tensors(data)
     tx, ty = as_tensors(test)
-    judge = train_classifier(TensorDataset(x.float() / 255, y), num_classes=int(y.max()) + 1,
+    sizes = {k: v for k, v in (("width", args.width), ("hidden", args.hidden)) if v is not None}
+    model = None
+    if sizes:
+        torch.manual_seed(args.seed)
+        model = Classifier(ClassifierConfig(image_shape=tuple(x.shape[1:]), num_classes=int(y.max()) + 1, **sizes))
+    judge = train_classifier(TensorDataset(x.float() / 255, y), model=model, num_classes=int(y.max()) + 1,
                              image_shape=tuple(x.shape[1:]), epochs=args.epochs, seed=args.seed,
                              device=args.device, progress=not args.no_progress)
     acc = accuracy(judge, TensorDataset(tx.float() / 255, ty))
@@ -612,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(p)
     p.add_argument("--download", action="store_true")
     p.add_argument("--epochs", type=COUNT, default=5)
+    p.add_argument("--width", type=COUNT, help="channels of the first convolution (default 32, doubling per stage)")
+    p.add_argument("--hidden", type=COUNT, help="width of the dense feature layer (default 128)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", type=_device, default="auto", help=device_help)
     p.add_argument("--out", default="runs/judge")

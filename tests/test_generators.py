@@ -169,6 +169,51 @@ def test_filtered_generator_keeps_only_confident_samples():
             tiny_generator("labelled").classifier.config.replace(num_classes=5)))
 
 
+def test_filtered_generator_on_a_registered_base_saves_only_its_judge(tmp_path):
+    # A gate over a bundled or registered generator names it in the card instead of copying its
+    # weights; loading checks they are still the ones the gate was saved with.
+    import json
+
+    from genaug.generators import FilterConfig, FilteredGenerator
+
+    base = tiny_generator("diffusion")
+    base.save_pretrained(tmp_path / "base")
+    name = f"test-gated-base-{tmp_path.name}"
+    genaug.register_generator(name, tmp_path / "base")
+    judge = tiny_generator("filtered").judge
+    gen = FilteredGenerator.on_registered(name, judge, config=FilterConfig(min_confidence=0.05),
+                                          sampling={"guidance": 0.5, "sample_steps": 2})
+    assert gen.base.network.config.guidance == 0.5 and gen.base.network.config.sample_steps == 2
+    assert all(k.startswith("judge.") for k in gen.state_dict())
+    gen.save_pretrained(tmp_path / "gated")
+    card = json.loads((tmp_path / "gated" / "config.json").read_text())
+    assert card["base"]["registered"] == name and card["base"]["sampling"] == {"guidance": 0.5, "sample_steps": 2}
+    loaded = genaug.load_generator(tmp_path / "gated")
+    labels = torch.arange(10)
+    assert torch.equal(loaded.sample(labels, generator=torch.Generator().manual_seed(3)),
+                       gen.sample(labels, generator=torch.Generator().manual_seed(3)))
+    assert loaded.base.network.config.guidance == 0.5
+    with pytest.raises(ValueError, match=r"sampling may set only \['sample_steps', 'guidance', 'guidance_interval'\].*"
+                                         r"got \['emb_dim'\]"):
+        FilteredGenerator.on_registered(name, judge, sampling={"emb_dim": 8})
+    with pytest.raises(ValueError, match="must be a registered or bundled generator name"):
+        FilteredGenerator.on_registered("no-such-generator", judge)
+    # The named generator retrained (other weights): the saved gate no longer loads.
+    with torch.no_grad():
+        next(base.parameters()).add_(1.0)
+    base.save_pretrained(tmp_path / "base")
+    with pytest.raises(genaug.CheckpointError, match=f"the base generator '{name}' has other weights"):
+        genaug.load_generator(tmp_path / "gated")
+
+
+def test_diffusion_generator_saves_the_sampler_it_was_given(tmp_path):
+    base = tiny_generator("diffusion")
+    tuned = type(base)(base.network, classes=base.classes, steps=2, guidance=0.75, guidance_interval=(0.2, 0.9))
+    tuned.save_pretrained(tmp_path / "g")
+    cfg = genaug.load_generator(tmp_path / "g").network.config
+    assert (cfg.sample_steps, cfg.guidance, cfg.guidance_interval) == (2, 0.75, (0.2, 0.9))
+
+
 class _Constant(genaug.BaseGenerator):
     """Images filled with ``value``, the label written into pixel (0, 0) as label / 10."""
 

@@ -142,6 +142,21 @@ def test_mixture_cli_refuses_bad_weights(extra, match, tmp_path, capsys):
 
 
 
+def test_judge_train_takes_the_classifier_size(tmp_path, capsys):
+    # A smaller gate (e.g. for a bundled FilteredGenerator) is a judge with fewer channels.
+    from genaug.checkpoint import load_module
+    from genaug.cli import main
+
+    assert main(["judge", "train", "--data", "sample", "--epochs", "1", "--width", "8", "--hidden", "16",
+                 "--out", str(tmp_path / "small"), "--no-progress"]) == 0
+    small, card = load_module(tmp_path / "small")
+    assert small.config.channels == (8, 16) and small.config.hidden == 16
+    assert card["config"]["hidden"] == 16
+    with pytest.raises(SystemExit):
+        main(["judge", "train", "--data", "sample", "--hidden", "0", "--out", str(tmp_path / "bad")])
+    assert "--hidden" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_evaluate_samples_at_the_requested_truncation(data, judge):
     (x, y), (tx, ty) = data
     seen = []

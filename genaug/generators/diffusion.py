@@ -54,6 +54,19 @@ class DiffusionGenerator(BaseGenerator):
             if guidance_interval is not None:
                 self.guidance_interval = checked.guidance_interval
 
+    def card(self) -> dict[str, Any]:
+        """The card, its config carrying the sampler this generator uses (``steps``, ``guidance``
+        and ``guidance_interval`` given here replace the network's own), so a saved copy samples
+        the same."""
+        card = super().card()
+        cfg = self.unet.config
+        card["config"] = cfg.replace(
+            sample_steps=cfg.sample_steps if self.steps is None else self.steps,
+            guidance=cfg.guidance if self.guidance is None else self.guidance,
+            guidance_interval=cfg.guidance_interval if self.guidance_interval is None else self.guidance_interval,
+        ).to_dict()
+        return card
+
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> DiffusionGenerator:
         family = card["family"]

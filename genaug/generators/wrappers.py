@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genaug._io import CONFIG_NAME, read_card
 from genaug._validation import check_float, check_int, check_int_tuple
 from genaug.generators.base import BaseGenerator, SamplingError, check_classes, check_generator
 from genaug.generators.gan import GANGenerator
@@ -175,8 +176,13 @@ class FilterConfig(ModelConfig):
 class FilteredGenerator(BaseGenerator):
     """A conditional generator whose samples pass a judge classifier's confidence threshold.
 
+    Built with :meth:`on_registered`, the base is a registered or bundled generator named in the
+    card instead of copied into it: the saved weights are the judge's only, and loading checks
+    that the named generator's weights are still the ones it was saved with.
+
     Example:
         >>> gen = FilteredGenerator(cvae, judge, config=FilterConfig(min_confidence=0.9))  # doctest: +SKIP
+        >>> gen = FilteredGenerator.on_registered("mnist-cddpm", judge, sampling={"guidance": 0.0})  # doctest: +SKIP
     """
 
     family = "filtered"
@@ -194,6 +200,31 @@ class FilteredGenerator(BaseGenerator):
                          image_shape=base.image_shape, latent_dim=base.latent_dim)
         self.base = base
         self.judge = judge
+        self.base_ref: dict[str, Any] | None = None
+
+    @classmethod
+    def on_registered(cls, name: str, judge: Classifier, *, config: FilterConfig | None = None,
+                      sampling: dict[str, Any] | None = None) -> FilteredGenerator:
+        """Gate the registered or bundled generator ``name``, its sampler set by ``sampling`` (fields
+        of its config's ``sampling_fields``, e.g. ``{"guidance": 0.0}`` for a diffusion model).
+        Saved, the card names ``name`` and the hash of its weights, and holds the judge's weights only.
+        """
+        ref = {"registered": name, "sampling": dict(sampling or {})}
+        gen = cls(_registered_base(ref), judge, config=config)
+        gen.base_ref = {**ref, "weights_sha256": _registered_card(name)["weights_sha256"]}
+        return gen
+
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if self.base_ref is not None:  # the base's weights live in its own saved folder
+            for key in [k for k in state if k.startswith(prefix + "base.")]:
+                del state[key]
+        return state
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        if self.base_ref is not None:
+            state_dict = {**{"base." + k: v for k, v in self.base.state_dict().items()}, **state_dict}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def sample(
         self,
@@ -229,17 +260,55 @@ class FilteredGenerator(BaseGenerator):
 
     def card(self) -> dict[str, Any]:
         card = super().card()
-        card["base"] = self.base.card()
+        card["base"] = dict(self.base_ref) if self.base_ref is not None else self.base.card()
         card["classifier"] = self.judge.config.to_dict()
         return card
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> FilteredGenerator:
-        return cls(
-            build_from_card(card["base"]),
-            Classifier(ClassifierConfig.from_dict(card["classifier"])),
-            config=FilterConfig.from_dict(card["config"]),
-        )
+        judge = Classifier(ClassifierConfig.from_dict(card["classifier"]))
+        config = FilterConfig.from_dict(card["config"])
+        base = card["base"]
+        if isinstance(base, dict) and "registered" in base:
+            name, saved = base["registered"], base.get("weights_sha256")
+            now = _registered_card(name).get("weights_sha256")
+            if saved != now:
+                raise ValueError(f"the base generator {name!r} has other weights than this gate was saved with "
+                                 f"(sha256 {saved} when saved, {now} now)")
+            return cls.on_registered(name, judge, config=config, sampling=base.get("sampling"))
+        return cls(build_from_card(base), judge, config=config)
+
+
+def _registered_card(name: Any) -> dict[str, Any]:
+    from genaug.registry import list_generators, resolve_model_path
+
+    if not isinstance(name, str) or name not in list_generators():
+        raise ValueError(f"the base must be a registered or bundled generator name, one of {list_generators()}; "
+                         f"got {name!r}")
+    return read_card(resolve_model_path(name) / CONFIG_NAME, required=("weights_sha256",))
+
+
+def _registered_base(ref: dict[str, Any]) -> BaseGenerator:
+    """The registered generator ``ref["registered"]`` with its sampling fields set from ``ref["sampling"]``."""
+    from genaug.hub import load_generator
+
+    _registered_card(ref["registered"])
+    base = load_generator(ref["registered"])
+    sampling = ref.get("sampling") or {}
+    if not isinstance(sampling, dict):
+        raise ValueError(f"sampling must be a dict of sampler fields, got {type(sampling).__name__}")
+    if not sampling:
+        return base
+    allowed = type(base.config).sampling_fields
+    other = sorted(set(sampling) - set(allowed))
+    if other:
+        raise ValueError(f"sampling may set only {list(allowed)} of {ref['registered']!r} (its sampler, not its "
+                         f"network); got {other}")
+    card = {**base.card(), "config": base.config.replace(**sampling).to_dict()}
+    tuned = build_from_card(card)
+    tuned.load_state_dict(base.state_dict())
+    tuned.provenance = dict(base.provenance)
+    return tuned.eval()
 
 
 @dataclasses.dataclass
