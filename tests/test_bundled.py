@@ -14,7 +14,7 @@ from genaug.metrics import accuracy
 from genaug.metrics.quality import label_fidelity
 from genaug.registry import BUNDLED_DIR, bundled_path
 
-GENERATORS = ["mnist-cvae", "mnist-cdcgan", "mnist-cddpm"]
+GENERATORS = ["mnist-cvae", "mnist-cdcgan", "mnist-cddpm", "mnist-cddpm-gated"]
 
 
 def test_bundled_weights_fit_the_size_budget():
@@ -65,3 +65,14 @@ def test_bundled_samples_are_their_class(name):
     labels = torch.arange(10).repeat_interleave(20)
     images = gen.sample(labels, generator=torch.Generator().manual_seed(0))
     assert label_fidelity(judge, images, labels) >= 0.95
+
+
+def test_bundled_gate_names_the_bundled_cddpm_and_is_not_the_judge():
+    # The gated generator stores only its gate; the judge that measures fidelity is another network.
+    card = json.loads((bundled_path("mnist-cddpm-gated") / "config.json").read_text())
+    base = json.loads((bundled_path("mnist-cddpm") / "config.json").read_text())
+    assert card["base"]["registered"] == "mnist-cddpm" and card["base"]["weights_sha256"] == base["weights_sha256"]
+    gen = genaug.load_generator("mnist-cddpm-gated")
+    assert gen.base.network.config.guidance == 0.0 and gen.config.min_confidence >= 0.5
+    judge, _ = load_module(bundled_path("mnist-judge"))
+    assert gen.judge.config.hidden != judge.config.hidden
