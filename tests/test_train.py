@@ -32,7 +32,7 @@ def sample():
 
 
 def test_all_source_families_are_trainable():
-    assert set(FAMILIES) == {"autoencoder", "vae", "cvae", "gan", "cgan", "dcgan", "cdcgan",
+    assert set(FAMILIES) == {"autoencoder", "vae", "cvae", "cvae-wide", "gan", "cgan", "dcgan", "cdcgan",
                              "wgan", "wgan-gp", "cwgan-gp", "began",
                              "ddpm", "cddpm"}
 
@@ -282,6 +282,20 @@ def test_init_takes_a_diffusion_model_saved_with_other_sampling_settings(sample,
     wider = {**TINY_MODEL["diffusion"], "emb_dim": 2 * TINY_MODEL["diffusion"].get("emb_dim", 128)}
     with pytest.raises(ValueError, match=r"different model config.*'emb_dim'"):
         Trainer(tiny_config("cddpm", model=wider, init=str(tmp_path / "a")), sample, out_dir=tmp_path / "c")
+
+
+def test_cvae_wide_preset_is_the_ten_minute_recipe():
+    # The README's ten-minute CPU run trains exactly this: the bundled cVAE's widths, kl_weight 2.
+    from genaug.models.autoencoder import VAEConfig
+
+    cfg = TrainConfig(family="cvae-wide")
+    model = VAEConfig(**cfg.model_config(image_shape=(1, 28, 28), num_classes=10))
+    assert model.channels == (32, 64) and model.latent_dim == 16 and model.num_classes == 10
+    # Other image sizes get a stage per halving, 32 channels first.
+    assert VAEConfig(**cfg.model_config(image_shape=(3, 64, 64), num_classes=10)).channels == (32, 64, 128, 256)
+    assert cfg.recipe.kl_weight == 2.0 and cfg.recipe.lr == 3e-3
+    assert TrainConfig(family="cvae-wide", model={"latent_dim": 8}).model_config(
+        image_shape=(1, 28, 28), num_classes=10)["latent_dim"] == 8
 
 
 def test_began_equilibrium_engages(sample, tmp_path):
