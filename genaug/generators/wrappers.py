@@ -209,9 +209,12 @@ class FilteredGenerator(BaseGenerator):
         of its config's ``sampling_fields``, e.g. ``{"guidance": 0.0}`` for a diffusion model).
         Saved, the card names ``name`` and the hash of its weights, and holds the judge's weights only.
         """
-        ref = {"registered": name, "sampling": dict(sampling or {})}
-        gen = cls(_registered_base(ref), judge, config=config)
-        gen.base_ref = {**ref, "weights_sha256": _registered_card(name)["weights_sha256"]}
+        sha256 = _registered_card(name)["weights_sha256"]  # also refuses an unknown name
+        if sampling is not None and not isinstance(sampling, dict):
+            raise ValueError(f"sampling must be a dict of sampler fields, got {type(sampling).__name__}")
+        sampling = dict(sampling or {})
+        gen = cls(_registered_base(name, sampling), judge, config=config)
+        gen.base_ref = {"registered": name, "sampling": sampling, "weights_sha256": sha256}
         return gen
 
     def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
@@ -270,12 +273,12 @@ class FilteredGenerator(BaseGenerator):
         config = FilterConfig.from_dict(card["config"])
         base = card["base"]
         if isinstance(base, dict) and "registered" in base:
-            name, saved = base["registered"], base.get("weights_sha256")
-            now = _registered_card(name).get("weights_sha256")
+            gen = cls.on_registered(base["registered"], judge, config=config, sampling=base.get("sampling"))
+            saved, now = base.get("weights_sha256"), gen.base_ref["weights_sha256"]
             if saved != now:
-                raise ValueError(f"the base generator {name!r} has other weights than this gate was saved with "
-                                 f"(sha256 {saved} when saved, {now} now)")
-            return cls.on_registered(name, judge, config=config, sampling=base.get("sampling"))
+                raise ValueError(f"the base generator {base['registered']!r} has other weights than this gate was "
+                                 f"saved with (sha256 {saved} when saved, {now} now)")
+            return gen
         return cls(build_from_card(base), judge, config=config)
 
 
@@ -288,21 +291,17 @@ def _registered_card(name: Any) -> dict[str, Any]:
     return read_card(resolve_model_path(name) / CONFIG_NAME, required=("weights_sha256",))
 
 
-def _registered_base(ref: dict[str, Any]) -> BaseGenerator:
-    """The registered generator ``ref["registered"]`` with its sampling fields set from ``ref["sampling"]``."""
+def _registered_base(name: str, sampling: dict[str, Any]) -> BaseGenerator:
+    """The registered generator ``name`` with its sampling fields set from ``sampling``."""
     from genaug.hub import load_generator
 
-    _registered_card(ref["registered"])
-    base = load_generator(ref["registered"])
-    sampling = ref.get("sampling") or {}
-    if not isinstance(sampling, dict):
-        raise ValueError(f"sampling must be a dict of sampler fields, got {type(sampling).__name__}")
+    base = load_generator(name)
     if not sampling:
         return base
     allowed = type(base.config).sampling_fields
     other = sorted(set(sampling) - set(allowed))
     if other:
-        raise ValueError(f"sampling may set only {list(allowed)} of {ref['registered']!r} (its sampler, not its "
+        raise ValueError(f"sampling may set only {list(allowed)} of {name!r} (its sampler, not its "
                          f"network); got {other}")
     card = {**base.card(), "config": base.config.replace(**sampling).to_dict()}
     tuned = build_from_card(card)
