@@ -199,12 +199,19 @@ def check_output_path(path: str | os.PathLike[str], *, name: str, overwrite: boo
 
 
 def write_weights_and_card(folder: str | os.PathLike[str], module: torch.nn.Module, card: dict[str, Any],
-                           *, provenance: dict[str, Any] | None = None) -> Path:
+                           *, provenance: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write ``module``'s weights as safetensors and ``card`` (plus format, hash and provenance)
-    as JSON in ``folder``; each file is replaced atomically."""
+    as JSON in ``folder``; each file is replaced atomically.
+
+    ``dtype``: store the floating-point weights in this floating-point dtype (e.g.
+    ``torch.float16``: half the bytes of float32); loading casts them back to the model's own.
+    A weight that the dtype cannot hold (overflow to inf) is refused before anything is written.
+    """
     folder = Path(folder)
     weights = folder / WEIGHTS_NAME
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    if dtype is not None:
+        state = _cast_floating(state, dtype)
     atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     full = {
         "genaug_format": FORMAT_VERSION,
@@ -215,6 +222,22 @@ def write_weights_and_card(folder: str | os.PathLike[str], module: torch.nn.Modu
     text = json.dumps(full, indent=2)
     atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text + "\n"))
     return folder
+
+
+def _cast_floating(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype (e.g. torch.float16), got {dtype!r}")
+    out, overflow = {}, []
+    for key, value in state.items():
+        if value.is_floating_point():
+            cast = value.to(dtype)
+            if bool(torch.isfinite(value).all()) and not bool(torch.isfinite(cast).all()):
+                overflow.append(key)
+            value = cast
+        out[key] = value
+    if overflow:
+        raise ValueError(f"weights {overflow} exceed the range of {dtype}; save them in a wider dtype")
+    return out
 
 
 def creation_provenance() -> dict[str, Any]:

@@ -161,3 +161,37 @@ def test_registry_refuses_duplicates_and_loads_by_name(saved):
         genaug.register_family("vae", lambda card: None)
     with pytest.raises(FileNotFoundError, match="no generator named 'nope'"):
         genaug.load_generator("nope")
+
+
+@pytest.mark.parametrize("family", ["diffusion", "dcgan"])
+def test_half_precision_weights_load_back_as_the_rounded_model(tmp_path, family):
+    gen = tiny_generator(family).eval()
+    gen.save_pretrained(tmp_path / "full")
+    gen.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    stored = load_file(str(tmp_path / "half" / "model.safetensors"))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert (tmp_path / "half" / "model.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "full" / "model.safetensors").stat().st_size
+    loaded = genaug.load_generator(tmp_path / "half")
+    own = gen.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == own[key].dtype  # cast back to the model's dtype
+        if value.is_floating_point():
+            torch.testing.assert_close(value, own[key].half().float(), rtol=0, atol=0)
+    rounded = tiny_generator(family).eval()
+    rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in own.items()})
+    labels = torch.arange(10)
+    a = loaded.sample(labels, generator=torch.Generator().manual_seed(3))
+    b = rounded.sample(labels, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
+
+
+def test_half_precision_refuses_weights_out_of_its_range(tmp_path):
+    gen = tiny_generator("dcgan")
+    with torch.no_grad():
+        next(p for p in gen.parameters() if p.is_floating_point()).view(-1)[0] = 1e6
+    with pytest.raises(ValueError, match="exceed the range of torch.float16"):
+        gen.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert not (tmp_path / "half" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="floating-point torch.dtype"):
+        gen.save_pretrained(tmp_path / "int", dtype=torch.int8)

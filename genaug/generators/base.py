@@ -190,10 +190,16 @@ class BaseGenerator(nn.Module):
         """A generator with fresh weights of the architecture a card describes."""
         raise NotImplementedError(f"{cls.__name__} does not implement from_card")
 
-    def save_pretrained(self, path: str | os.PathLike[str], *, provenance: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` (created if needed)."""
+    def save_pretrained(self, path: str | os.PathLike[str], *, provenance: dict[str, Any] | None = None,
+                        dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to the folder ``path`` (created if needed).
+
+        ``dtype``: store the floating-point weights as, e.g., ``torch.float16`` (half the size of
+        float32; :meth:`from_pretrained` casts them back). Samples then differ from the unsaved
+        model's by the rounding of its weights: evaluate the saved copy.
+        """
         prov = {**creation_provenance(), **self.provenance, **(provenance or {})}
-        return write_weights_and_card(path, self, self.card(), provenance=prov)
+        return write_weights_and_card(path, self, self.card(), provenance=prov, dtype=dtype)
 
     @classmethod
     def from_pretrained(cls: type[G], path: str | os.PathLike[str]) -> G:
