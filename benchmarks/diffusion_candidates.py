@@ -17,7 +17,7 @@ run: among variants with validation label fidelity >= 99.3%, the highest validat
 ``--per-class 6000 --tstr-epochs 5``. Results go to ``OUT/summary.json`` as they come.
 
     python benchmarks/diffusion_candidates.py --data-root DIR --out runs/candidates
-    python benchmarks/diffusion_candidates.py --data-root DIR --out /tmp/smoke --smoke   # minutes on a CPU
+    python benchmarks/diffusion_candidates.py --data sample --out /tmp/smoke --smoke   # about a minute on a CPU
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def _with_sampling(base, **sampling):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", required=True, help="folder holding MNIST/raw")
+    ap.add_argument("--data", default="mnist", help="any genaug --data form (default: mnist)")
+    ap.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENAUG_DATA)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     ap.add_argument("--train-seconds", type=float, default=290.0)
@@ -119,16 +120,18 @@ def main() -> None:
     def save() -> None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    data = ["--data", "mnist", "--data-root", args.data_root]
+    data = ["--data", args.data, *(["--data-root", args.data_root] if args.data_root else [])]
     t0 = time.monotonic()
     train = {}
     for name in args.candidates:
-        model = json.dumps(CANDIDATES[name])
-        cmd = genaug_cmd("train", "cddpm", *data, "--epochs", "1000", "--batch-size", str(args.batch_size),
+        # The smoke run samples with 2 DDIM steps (the sampler, not the network, differs).
+        model = json.dumps({**CANDIDATES[name], **({"sample_steps": 2} if args.smoke else {})})
+        batch = 16 if args.smoke else args.batch_size
+        cmd = genaug_cmd("train", "cddpm", *data, "--epochs", "1000", "--batch-size", str(batch),
                          "--seed", "0", "--set", f"model={model}", "--out", str(out / f"train-{name}"),
                          "--no-progress")
         if args.smoke:
-            cmd += ["--max-steps", "20", "--set", "checkpoint_every=10"]
+            cmd += ["--max-steps", "8", "--set", "checkpoint_every=4"]
         train[f"train-{name}"] = cmd
     codes = run_all(train, out, seconds=None if args.smoke else args.train_seconds)
     for name in args.candidates:

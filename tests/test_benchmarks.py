@@ -1,11 +1,14 @@
-"""The augmentation benchmark in a seconds-long configuration: every row and column appears."""
+"""Benchmarks in seconds-long configurations: every row, column and stage appears."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import torch
 from conftest import REPO
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import augmentation  # noqa: E402
@@ -53,3 +56,21 @@ def test_a_second_run_reuses_the_cache_and_report_needs_no_data(tmp_path):
     assert "full data (60,000) | real only" in res.stdout
     augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--labels", "10", "--cases", "full"])
     assert {p: (tmp_path / "results" / p).read_text() for p in results} == before
+
+
+def test_diffusion_candidates_smoke_writes_every_stage(tmp_path):
+    out = tmp_path / "dc"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "diffusion_candidates.py"), "--data", "sample",
+                           "--out", str(out), "--smoke", "--candidates", "w32"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train"]["w32"]["steps"] == 8
+    assert set(summary["val"]) == {"w32-g0", "w32-g0.5", "w32-gated"}
+    for report in summary["val"].values():
+        assert {"fid", "label_fidelity", "tstr", "trtr", "recall"} <= set(report)
+    assert summary["chosen"] in summary["val"]
+    assert summary["test"]["samples"] == 200  # the smoke test evaluation: 20 per class
+    stored = load_file(str(out / "cand-w32" / "model.safetensors"))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert (out / "grid.png").stat().st_size > 0
