@@ -8,7 +8,10 @@ per class are drawn; the conditional VAE for mixing is trained on those images o
 Every classifier is fine-tuned for the same number of steps and tested on the 10,000
 MNIST test images. The semi-supervised GAN (Salimans et al., 2016) learns its
 discriminator-classifier from the K labelled images per class and all training images
-without labels. Mean and std over seeds are printed.
+without labels. "ssgan labels -> CNN" trains the augmented CNN of ``augmentation.py`` from
+scratch on every training image with that GAN's labels (the labelled images keep their own;
+``--student-min-confidence`` leaves out the less certain ones): a CNN with augmentation can
+correct part of a weaker labeller's mistakes. Mean and std over seeds are printed.
 
     python benchmarks/few_labels.py --runs RUNS --data-root DIR
     # seeds in parallel processes, then one table:
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from augmentation import train_and_test
 from torch.utils.data import ConcatDataset, TensorDataset
 
 import genaug
@@ -33,11 +37,12 @@ from genaug.data import SyntheticDataset, as_tensors, load_mnist
 from genaug.metrics import accuracy, train_classifier
 from genaug.pretrain import build_classifier, few_label_indices, load_backbone, random_backbone_like
 from genaug.train import TrainConfig, Trainer
-from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan
+from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with
 
 BACKBONE_RECIPES = {"random init": "autoencoder", "autoencoder": "autoencoder", "vae": "vae",
                     "dcgan discriminator": "dcgan"}
-ALL_RECIPES = [*BACKBONE_RECIPES, "semi-supervised gan"]
+STUDENT = "ssgan labels -> CNN"
+ALL_RECIPES = [*BACKBONE_RECIPES, "semi-supervised gan", STUDENT]
 
 
 def main() -> None:
@@ -56,6 +61,11 @@ def main() -> None:
                     help="its data-dependent initialisation (0: PyTorch's default init)")
     ap.add_argument("--ssgan-ema-decay", type=float, default=SemiSupervisedConfig.ema_decay,
                     help="its discriminator's weight averaging (0: the last weights)")
+    ap.add_argument("--student-steps", type=int, default=3000,
+                    help=f"'{STUDENT}': steps of 128 of the augmented CNN trained on every image with the "
+                         "semi-supervised GAN's labels (the labelled images keep theirs)")
+    ap.add_argument("--student-min-confidence", type=float, default=0.0,
+                    help="leave out images that the GAN labels with a lower probability than this")
     ap.add_argument("--validation", type=int, default=0, metavar="N",
                     help="score on N training images held out from everything (drawn by a fixed seed) "
                          "instead of the test set: for choosing settings")
@@ -81,7 +91,8 @@ def main() -> None:
         ap.error("--data-root is required (unless --merge)")
     results = run(args)
     settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs",
-                                              "ssgan_init_images", "ssgan_ema_decay", "validation")}
+                                              "ssgan_init_images", "ssgan_ema_decay", "student_steps",
+                                              "student_min_confidence", "validation")}
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
     print_table(results, settings)
@@ -110,14 +121,20 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             idx = few_label_indices(y, k, seed=1000 + seed)
             labelled = TensorDataset(x[idx].float() / 255, y[idx])
-            if "semi-supervised gan" in args.recipes:
+            if {"semi-supervised gan", STUDENT} & set(args.recipes):
                 # Every training image without its label, plus the K labelled ones per class.
                 cfg = SemiSupervisedConfig(epochs=args.ssgan_epochs, init_images=args.ssgan_init_images,
                                            ema_decay=args.ssgan_ema_decay, seed=seed, device=args.device,
                                            progress=False)
                 model = fit_semi_supervised_gan(x, y, idx, config=cfg)
-                acc = accuracy(model.discriminator, test)
-                results.setdefault(f"semi-supervised gan|{k}|0", []).append(acc)
+                results.setdefault(f"semi-supervised gan|{k}|0", []).append(accuracy(model.discriminator, test))
+                if STUDENT in args.recipes:
+                    # The augmented CNN of benchmarks/augmentation.py, on the GAN's labels of every image.
+                    pseudo = label_with(model.discriminator, x, y, idx)
+                    keep = pseudo.keep(args.student_min_confidence)
+                    acc = train_and_test(x[keep], pseudo.labels[keep], tx, ty, steps=args.student_steps,
+                                         seed=seed, device=args.device)
+                    results.setdefault(f"{STUDENT}|{k}|0", []).append(acc)
             if recipes:
                 synthetic = _cvae_samples(x, y, idx, seed, args)
             for name, backbone in recipes.items():

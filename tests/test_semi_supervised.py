@@ -147,3 +147,27 @@ def test_semi_supervised_config_names_a_bad_field():
         SemiSupervisedConfig(init_images=-1)
     with pytest.raises(ValueError, match="init_images must be 0 .off. or at least 2"):
         SemiSupervisedConfig(init_images=1)
+
+
+def test_label_with_keeps_the_given_labels_and_takes_the_classifier_argmax_elsewhere(sample):
+    from genaug.train.recipes.ssgan import label_with
+
+    x, y = genaug.data.as_tensors(sample)
+    x, y = x[:60], y[:60]
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(784, 10))
+    clf.train()
+    idx = torch.tensor([0, 5, 7])
+    pseudo = label_with(clf, x, y, idx, batch_size=16)
+    assert clf.training  # its mode is restored
+    clf.eval()
+    with torch.no_grad():
+        probs = torch.softmax(clf(x.float() / 255), 1)
+    expected = probs.argmax(1)
+    expected[idx] = y[idx]
+    assert torch.equal(pseudo.labels, expected)
+    torch.testing.assert_close(pseudo.confidence[idx], torch.ones(3))
+    rest = torch.ones(60, dtype=torch.bool)
+    rest[idx] = False
+    torch.testing.assert_close(pseudo.confidence[rest], probs.max(1).values[rest])  # eval mode: no dropout
+    assert torch.equal(pseudo.labelled, idx)

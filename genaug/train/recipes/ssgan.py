@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
@@ -234,11 +235,22 @@ def pseudo_label(
     """
     labelled = torch.as_tensor(labelled, dtype=torch.long)
     d = fit_semi_supervised_gan(images, labels, labelled, config=config).discriminator
-    dev = next(d.parameters()).device
+    return label_with(d, images, labels, labelled, batch_size=batch_size)
+
+
+def label_with(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor, *,
+               batch_size: int = 1000) -> PseudoLabels:
+    """:class:`PseudoLabels` of ``images`` from a trained ``classifier`` (e.g. a semi-supervised
+    GAN's discriminator, taking float images in [0, 1]); ``labels[labelled]`` are kept as given."""
+    labelled = torch.as_tensor(labelled, dtype=torch.long)
+    was_training = classifier.training
+    classifier.eval()
+    dev = next(classifier.parameters()).device
     x = float_images(images)
     with torch.no_grad():
-        probs = torch.cat([torch.softmax(d(x[i : i + batch_size].to(dev)), 1).cpu()
+        probs = torch.cat([torch.softmax(classifier(x[i : i + batch_size].to(dev)).float(), 1).cpu()
                            for i in range(0, len(x), batch_size)])
+    classifier.train(was_training)
     confidence, pred = probs.max(1)
     pred[labelled] = labels[labelled].long().cpu()
     confidence[labelled] = 1.0
