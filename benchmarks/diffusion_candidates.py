@@ -73,7 +73,7 @@ def make_variants(name: str, out: Path, *, min_confidence: float = 0.9) -> list[
     import torch
 
     import genaug
-    from genaug.generators.wrappers import FilterConfig, FilteredGenerator
+    from genaug.generators.wrappers import FilterConfig, FilteredGenerator, with_sampling
     from genaug.hub import load_generator
 
     trained = load_generator(out / f"train-{name}")
@@ -82,23 +82,13 @@ def make_variants(name: str, out: Path, *, min_confidence: float = 0.9) -> list[
     gate = load_generator("mnist-cddpm-gated").judge
     made = []
     for variant in VARIANTS:
-        tuned = _with_sampling(base, guidance=0.5 if variant == "g0.5" else 0.0)
+        tuned = with_sampling(base, {"guidance": 0.5 if variant == "g0.5" else 0.0})
         if variant == "gated":
             tuned = FilteredGenerator(tuned, gate, config=FilterConfig(min_confidence=min_confidence))
         folder = out / f"{name}-{variant}"
         tuned.save_pretrained(folder)
         made.append(folder.name)
     return made
-
-
-def _with_sampling(base, **sampling):
-    from genaug.registry import build_from_card
-
-    card = {**base.card(), "config": base.config.replace(**sampling).to_dict()}
-    tuned = build_from_card(card)
-    tuned.load_state_dict(base.state_dict())
-    tuned.provenance = dict(base.provenance)
-    return tuned.eval()
 
 
 def main() -> None:

@@ -324,3 +324,25 @@ def test_latent_prior_bad_input():
         genaug.fit_latent_prior(tiny_generator("dcgan"), x, y)
     with pytest.raises(TypeError, match="conditional VAEGenerator"):
         genaug.fit_latent_prior(tiny_generator("vae", 0), x, y)
+
+
+def test_with_sampling_copies_the_weights_and_sets_only_sampler_fields():
+    from genaug.generators import with_sampling
+
+    base = tiny_generator("diffusion").eval()
+    steps = base.config.sample_steps
+    fast = with_sampling(base, {"sample_steps": 1, "guidance": 0.5})
+    assert fast is not base and fast.config.sample_steps == 1 and fast.config.guidance == 0.5
+    assert base.config.sample_steps == steps  # the original is untouched
+    for key, value in base.state_dict().items():
+        assert torch.equal(value, fast.state_dict()[key])
+    labels = torch.arange(10)
+    assert torch.equal(fast.sample(labels, generator=torch.Generator().manual_seed(1)),
+                       fast.sample(labels, generator=torch.Generator().manual_seed(1)))
+    assert not torch.equal(fast.sample(labels, generator=torch.Generator().manual_seed(1)),
+                           base.sample(labels, generator=torch.Generator().manual_seed(1)))
+    assert with_sampling(base, {}) is base
+    with pytest.raises(ValueError, match=r"got \['width'\]"):
+        with_sampling(base, {"width": 16})
+    with pytest.raises(ValueError, match=r"sampling may set only \[\] of the generator"):
+        with_sampling(tiny_generator("vae"), {"sample_steps": 2})

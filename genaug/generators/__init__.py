@@ -15,6 +15,7 @@ from genaug.generators.wrappers import (
     RelabelledConfig,
     RelabelledGenerator,
     match_classes,
+    with_sampling,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "VAEGenerator",
     "fit_latent_prior",
     "match_classes",
+    "with_sampling",
 ]
