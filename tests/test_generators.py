@@ -346,3 +346,5 @@ def test_with_sampling_copies_the_weights_and_sets_only_sampler_fields():
         with_sampling(base, {"width": 16})
     with pytest.raises(ValueError, match=r"sampling may set only \[\] of the generator"):
         with_sampling(tiny_generator("vae"), {"sample_steps": 2})
+    with pytest.raises(TypeError, match="sampling must be a dict"):
+        with_sampling(base, [("sample_steps", 2)])

@@ -306,6 +306,9 @@ def with_sampling(base: BaseGenerator, sampling: dict[str, Any], *, name: str = 
     Example:
         >>> fast = with_sampling(genaug.load_generator("mnist-cddpm"), {"sample_steps": 10})  # doctest: +SKIP
     """
+    check_generator(base, name="base")
+    if not isinstance(sampling, dict):
+        raise TypeError(f"sampling must be a dict of sampler fields, got {type(sampling).__name__}")
     if not sampling:
         return base
     allowed = getattr(getattr(base, "config", None), "sampling_fields", ())
