@@ -74,3 +74,42 @@ def test_diffusion_candidates_smoke_writes_every_stage(tmp_path):
     stored = load_file(str(out / "cand-w32" / "model.safetensors"))
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
     assert (out / "grid.png").stat().st_size > 0
+
+
+def _write_idx(path, array):
+    import numpy as np
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = 0x0800 | array.ndim  # type code 0x08 (unsigned byte), then the number of dimensions
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def _mnist_root_from_sample(root):
+    """torchvision's MNIST layout, filled with the bundled sample (800 train, 200 test images)."""
+    from genaug.data import MNISTSample, as_tensors
+
+    x, y = as_tensors(MNISTSample())
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, part in (("train", slice(0, 800)), ("t10k", slice(800, 1000))):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", x[part, 0].numpy())
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", y[part].numpy())
+    return root
+
+
+def test_few_labels_student_row_reports_the_gan_and_the_cnn(tmp_path, capsys, monkeypatch):
+    import few_labels
+
+    root = _mnist_root_from_sample(tmp_path / "data")
+    out = tmp_path / "s.json"
+    monkeypatch.setattr(sys, "argv", [
+        "few_labels.py", "--data-root", str(root), "--recipes", few_labels.STUDENT, "--labels", "2", "--seeds", "1",
+        "--ssgan-epochs", "1", "--student-steps", "3", "--device", "cpu", "--json", str(out)])
+    few_labels.main()
+    saved = json.loads(out.read_text())
+    assert set(saved["results"]) == {"semi-supervised gan|2|0", f"{few_labels.STUDENT}|2|0"}
+    assert all(0.0 <= acc <= 1.0 for accs in saved["results"].values() for acc in accs)
+    assert saved["settings"]["student_steps"] == 3
+    table = capsys.readouterr().out
+    assert "semi-supervised gan" in table and few_labels.STUDENT in table
