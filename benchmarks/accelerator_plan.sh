@@ -3,7 +3,7 @@
 #   - benchmarks/diffusion_candidates.py: cDDPM widths trained for the same wall-clock time,
 #     chosen on a validation split, the choice alone evaluated on the MNIST test set;
 #   - the semi-supervised GAN of benchmarks/few_labels.py (10 labels per class, 100 in all) for
-#     SSGAN_EPOCHS epochs (default 100) and the CNN trained on its labels, one process per seed
+#     SSGAN_EPOCHS epochs (default 60) and the CNN trained on its labels, one process per seed
 #     (0, 1, 2), then the merged table.
 #
 #   bash benchmarks/accelerator_plan.sh DATA_ROOT OUT [TRAIN_SECONDS]
@@ -16,7 +16,7 @@ set -u
 root=${1:?DATA_ROOT}
 out=${2:?OUT}
 train_seconds=${3:-260}
-epochs=${SSGAN_EPOCHS:-100}
+epochs=${SSGAN_EPOCHS:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
