@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 CANDIDATES = {
     # name: U-Net overrides of the cddpm preset (patch 2, blocks 2)
@@ -67,19 +68,17 @@ def run_all(cmds: dict[str, list[str]], out: Path, *, seconds: float | None = No
     return codes
 
 
-def make_variants(name: str, out: Path, *, min_confidence: float = 0.9) -> list[str]:
+def make_variants(name: str, out: Path, gate: Any, *, min_confidence: float = 0.9) -> list[str]:
     """Save the candidate as float16 and its sampling variants (float32 copies of the rounded
-    weights, so each variant evaluates exactly what a float16 bundle holds)."""
+    weights, so each variant evaluates exactly what a float16 bundle holds); ``gate`` is the
+    classifier of the gated variant."""
     import torch
 
-    import genaug
     from genaug.generators.wrappers import FilterConfig, FilteredGenerator, with_sampling
     from genaug.hub import load_generator
 
-    trained = load_generator(out / f"train-{name}")
-    trained.save_pretrained(out / f"cand-{name}", dtype=torch.float16)
-    base = genaug.load_generator(out / f"cand-{name}")
-    gate = load_generator("mnist-cddpm-gated").judge
+    load_generator(out / f"train-{name}").save_pretrained(out / f"cand-{name}", dtype=torch.float16)
+    base = load_generator(out / f"cand-{name}")
     made = []
     for variant in VARIANTS:
         tuned = with_sampling(base, {"guidance": 0.5 if variant == "g0.5" else 0.0})
@@ -132,9 +131,12 @@ def main() -> None:
     summary["train_wall_s"] = round(time.monotonic() - t0, 1)
     save()
 
-    gate = 0.0 if args.smoke else 0.9  # an untrained smoke model would hardly pass the gate
+    from genaug.hub import load_generator
+
+    gate = load_generator("mnist-cddpm-gated").judge  # the bundled gate, loaded once
+    threshold = 0.0 if args.smoke else 0.9  # an untrained smoke model would hardly pass the gate
     variants = [v for name in args.candidates if summary["train"][name]["steps"]
-                for v in make_variants(name, out, min_confidence=gate)]
+                for v in make_variants(name, out, gate, min_confidence=threshold)]
     per_class, epochs = ("20", "1") if args.smoke else ("500", "5")
     evals = {f"val-{v}": genaug_cmd("evaluate", "--generator", str(out / v), *data, "--val-split", "0.1",
                                     "--per-class", per_class, "--tstr-epochs", epochs, "--seed", "0",
