@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -47,13 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 import genaug
 from genaug.data import MNISTSample, as_tensors, load_mnist
-from genaug.device import get_device
 from genaug.generators import FilterConfig, FilteredGenerator
-from genaug.models import Classifier, ClassifierConfig
+from genaug.metrics import train_augmented_classifier
+from genaug.models import Classifier
 from genaug.train import TrainConfig, Trainer
 from genaug.train.recipes.ssgan import few_labels
 from genaug.transforms import SyntheticBatchMix
@@ -109,53 +107,20 @@ def _sample() -> tuple[torch.Tensor, ...]:
     return x[:800], y[:800], x[800:], y[800:]
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random affine per image: rotation ±10°, shift ±2 px, scale 0.9-1.1 (zeros outside)."""
-    n, _, h, w = x.shape
-    u = torch.rand(n, 4, generator=g, device=x.device) * 2 - 1
-    angle, scale = u[:, 0] * math.radians(10), 1 + 0.1 * u[:, 1]
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 4 / w], 1),
-                         torch.stack([sin, cos, u[:, 3] * 4 / h], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-
-
 def train_and_test(x: torch.Tensor, y: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, *, steps: int,
                    seed: int, mix: Any = None, weights: torch.Tensor | None = None, device: str = "auto",
                    batch_size: int = 128, keep: list[Classifier] | None = None) -> float:
     """Test accuracy of the fixed CNN trained ``steps`` steps on (x, y) (+ ``mix`` per batch).
 
-    ``weights``: per-image sampling weights (class-balanced resampling); default uniform
-    epochs over the images. ``keep``: the trained model is appended to it.
+    The training is :func:`genaug.metrics.train_augmented_classifier`. ``weights``: per-image
+    sampling weights (class-balanced resampling); default uniform epochs over the images.
+    ``keep``: the trained model is appended to it.
     """
-    dev = get_device(device)
-    torch.manual_seed(seed)
-    model = Classifier(ClassifierConfig(image_shape=tuple(x.shape[1:]), num_classes=10)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    g = torch.Generator().manual_seed(seed)
-    xf, y = x.float().div(255) if x.dtype == torch.uint8 else x.float(), y.long()
-    order = torch.empty(0, dtype=torch.long)
-    model.train()
-    for _ in range(steps):
-        if weights is not None:
-            idx = torch.multinomial(weights, batch_size, replacement=True, generator=g)
-        else:
-            while len(order) < batch_size:
-                order = torch.cat([order, torch.randperm(len(xf), generator=g)])
-            idx, order = order[:batch_size], order[batch_size:]
-        xb, yb = xf[idx].to(dev), y[idx].to(dev)
-        if mix is not None:
-            xb, yb = mix(xb, yb)
-        loss = F.cross_entropy(model(augment(xb, g)), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    model.eval()
+    model = train_augmented_classifier(x, y, steps=steps, num_classes=10, batch_size=batch_size, seed=seed,
+                                       weights=weights, mix=mix, device=device)
     if keep is not None:
         keep.append(model)
+    dev = next(model.parameters()).device
     with torch.no_grad():
         txf = tx.float().div(255)
         pred = torch.cat([model(txf[i : i + 1000].to(dev)).argmax(1).cpu() for i in range(0, len(txf), 1000)])

@@ -9,9 +9,9 @@ Every classifier is fine-tuned for the same number of steps and tested on the 10
 MNIST test images. The semi-supervised GAN (Salimans et al., 2016) learns its
 discriminator-classifier from the K labelled images per class and all training images
 without labels. "ssgan labels -> CNN" trains the augmented CNN of ``augmentation.py`` from
-scratch on every training image with that GAN's labels (the labelled images keep their own;
-``--student-min-confidence`` leaves out the less certain ones): a CNN with augmentation can
-correct part of a weaker labeller's mistakes. Mean and std over seeds are printed.
+scratch on every training image with that GAN's labels (``genaug.train.recipes.ssgan.train_student``;
+the labelled images keep their own; ``--student-min-confidence`` leaves out the less certain
+ones): a CNN with augmentation can correct part of a weaker labeller's mistakes. Mean and std over seeds are printed.
 
     python benchmarks/few_labels.py --runs RUNS --data-root DIR
     # seeds in parallel processes, then one table:
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import torch
-from augmentation import train_and_test
 from torch.utils.data import ConcatDataset, TensorDataset
 
 import genaug
@@ -37,7 +36,7 @@ from genaug.data import SyntheticDataset, as_tensors, load_mnist
 from genaug.metrics import accuracy, train_classifier
 from genaug.pretrain import build_classifier, few_label_indices, load_backbone, random_backbone_like
 from genaug.train import TrainConfig, Trainer
-from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with
+from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with, train_student
 
 BACKBONE_RECIPES = {"random init": "autoencoder", "autoencoder": "autoencoder", "vae": "vae",
                     "dcgan discriminator": "dcgan"}
@@ -131,10 +130,10 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
                 if STUDENT in args.recipes:
                     # The augmented CNN of benchmarks/augmentation.py, on the GAN's labels of every image.
                     pseudo = label_with(model.discriminator, x, y, idx)
-                    keep = pseudo.keep(args.student_min_confidence)
-                    acc = train_and_test(x[keep], pseudo.labels[keep], tx, ty, steps=args.student_steps,
-                                         seed=seed, device=args.device)
-                    results.setdefault(f"{STUDENT}|{k}|0", []).append(acc)
+                    student = train_student(x, pseudo, steps=args.student_steps,
+                                            min_confidence=args.student_min_confidence, seed=seed,
+                                            device=args.device)
+                    results.setdefault(f"{STUDENT}|{k}|0", []).append(accuracy(student, test))
             if recipes:
                 synthetic = _cvae_samples(x, y, idx, seed, args)
             for name, backbone in recipes.items():

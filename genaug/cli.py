@@ -340,6 +340,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     _existing("--backbone", args.backbone, kind="folder")
     if args.backbone and args.family == "ssgan":
         raise ValueError("--backbone is for the pretraining families; ssgan trains its own discriminator")
+    if args.student_steps and args.family != "ssgan":
+        raise ValueError(f"--student-steps trains a CNN on a semi-supervised GAN's labels: it needs FAMILY ssgan, "
+                         f"got {args.family}")
     _run_folder_free("--out", args.out, args.overwrite)
     data, test, data_name = _splits(args, args.download)
     x, y = as_tensors(data)
@@ -376,19 +379,31 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, te
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy
     from genaug.pretrain import few_label_indices
-    from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan
+    from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with, train_student
 
     idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
     cfg = SemiSupervisedConfig(epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
     model = fit_semi_supervised_gan(x, y, idx, config=cfg)
     tx, ty = as_tensors(test)
-    acc = accuracy(model.discriminator, TensorDataset(tx.float() / 255, ty))
+    test_set = TensorDataset(tx.float() / 255, ty)
+    acc = accuracy(model.discriminator, test_set)
+    provenance = {"training_data": data_name, "labels": len(idx), "labelled_indices": idx.tolist(),
+                  "train_config": cfg.to_dict(), "command": _command_line()}
     folder = save_module(model.discriminator.cpu(), "ssgan", model.config, Path(args.out) / "classifier",
-                         part="discriminator",
-                         provenance={"training_data": data_name, "labels": len(idx), "train_config": cfg.to_dict(),
-                                     "test_accuracy": acc, "command": _command_line()})
+                         part="discriminator", provenance={**provenance, "test_accuracy": acc})
     print(f"semi-supervised GAN: {len(idx)} labels ({args.labels_per_class} per class) and {len(y)} images; "
           f"test accuracy {acc:.4f} on {len(ty)} images; classifier saved to {folder}")
+    if args.student_steps:
+        # A fresh augmented CNN on the GAN's labels of every image (the labelled ones keep theirs).
+        pseudo = label_with(model.discriminator, x, y, idx)
+        student = train_student(x, pseudo, steps=args.student_steps, seed=args.seed,
+                                progress=not args.no_progress).cpu()
+        student_acc = accuracy(student, test_set)
+        folder = save_module(student, "classifier", student.config, Path(args.out) / "student",
+                             provenance={**provenance, "labeller": "ssgan", "student_steps": args.student_steps,
+                                         "test_accuracy": student_acc})
+        print(f"student CNN on the GAN's labels of all {len(y)} images ({args.student_steps} steps of 128): "
+              f"test accuracy {student_acc:.4f}; saved to {folder}")
     return 0
 
 
@@ -603,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="use this training output folder instead of pretraining")
     p.add_argument("--labels-per-class", type=COUNT, default=10)
     p.add_argument("--finetune-steps", type=COUNT, default=300)
+    p.add_argument("--student-steps", type=_int_at_least(0), default=0,
+                   help="ssgan only: then train a fresh CNN (random affine augmentation) for this many steps of "
+                        "128 on the GAN's labels of every image and save it to OUT/student (default 0: off)")
     p.add_argument("--freeze", default="none", type=_freeze, help="'none', 'all' or N (first N backbone layers)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="runs/pretrain")

@@ -64,16 +64,23 @@ def test_pretrain_cli(tmp_path):
 def test_pretrain_cli_semi_supervised_gan(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "genaug.cli", "pretrain", "ssgan", "--epochs", "1", "--labels-per-class", "5",
-         "--out", str(tmp_path), "--no-progress"],
+         "--student-steps", "5", "--out", str(tmp_path), "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "test accuracy" in res.stdout and "50 labels" in res.stdout
     from genaug.checkpoint import load_module
+    from genaug.models import Classifier
     from genaug.models.ssgan import SSGANDiscriminator
 
     clf, card = load_module(tmp_path / "classifier")
     assert isinstance(clf, SSGANDiscriminator) and card["provenance"]["labels"] == 50
+    assert len(card["provenance"]["labelled_indices"]) == 50
+    student, student_card = load_module(tmp_path / "student")
+    assert isinstance(student, Classifier) and student.config.num_classes == 10
+    prov = student_card["provenance"]
+    assert prov["student_steps"] == 5 and prov["labelled_indices"] == card["provenance"]["labelled_indices"]
+    assert f"test accuracy {prov['test_accuracy']:.4f}" in res.stdout.split("student CNN")[1]
 
 
 def test_coloured_digits_folder_example_writes_an_rgb_folder_genaug_trains_on(tmp_path):

@@ -190,3 +190,55 @@ def test_train_classifier_takes_a_sampler_and_a_collate_fn():
         train_classifier(ds, sampler=[0, 1], device="cpu")
     with pytest.raises(TypeError, match="collate_fn must be callable, got int"):
         train_classifier(ds, collate_fn=3, device="cpu")
+
+
+def test_random_affine_draws_a_transform_per_image_and_keeps_shape():
+    from genaug.metrics import random_affine
+
+    x = torch.zeros(4, 3, 20, 24)
+    x[:, :, 8:12, 10:14] = 1.0  # the same square in every image
+    a = random_affine(x, torch.Generator().manual_seed(0))
+    b = random_affine(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.allclose(a[0], a[1])  # each image has its own transform
+    # No rotation, shift or scale: the identity.
+    same = random_affine(x, torch.Generator().manual_seed(0), degrees=0, shift=0, scale=0)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    # A pure shift of up to 2 px moves the square's centre by at most 2 px.
+    shifted = random_affine(x, torch.Generator().manual_seed(1), degrees=0, scale=0)
+    cols = torch.arange(24.0)
+    centre = (shifted[:, 0].sum(1) * cols).sum(1) / shifted[:, 0].sum((1, 2))
+    assert ((centre - 11.5).abs() <= 2.0 + 1e-4).all() and (centre - 11.5).abs().max() > 0.1
+    with pytest.raises(ValueError, match=r"a \(N, C, H, W\) float batch, got \(3, 20, 24\)"):
+        random_affine(x[0])
+    with pytest.raises(ValueError, match="float batch"):
+        random_affine(x.to(torch.uint8))
+
+
+def test_train_augmented_classifier_is_seeded_and_checks_its_input():
+    from genaug.metrics import train_augmented_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 1, 16, 16, generator=g) * 255).to(torch.uint8)
+    y = torch.arange(64) % 4
+    a = train_augmented_classifier(x, y, steps=3, batch_size=16, seed=0)
+    b = train_augmented_classifier(x.float() / 255, y, steps=3, batch_size=16, seed=0)
+    assert a.config.num_classes == 4 and a.config.image_shape == (1, 16, 16) and not a.training
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)  # uint8 and float images in [0, 1] train alike
+    seen = []
+
+    def mix(xb, yb):
+        seen.append(xb.shape)
+        return xb, yb
+
+    train_augmented_classifier(x, y, steps=2, batch_size=8, weights=torch.ones(64), mix=mix)
+    assert seen == [(8, 1, 16, 16)] * 2
+    with pytest.raises(ValueError, match=r"labels must be \(64,\) to match the images, got \(63,\)"):
+        train_augmented_classifier(x, y[:63], steps=1)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\], got \[0, 3\]"):
+        train_augmented_classifier(x, y, steps=1, num_classes=3)
+    with pytest.raises(ValueError, match=r"weights must be \(64,\)"):
+        train_augmented_classifier(x, y, steps=1, weights=torch.ones(3))
+    with pytest.raises(ValueError, match="steps"):
+        train_augmented_classifier(x, y, steps=0)

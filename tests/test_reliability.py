@@ -348,6 +348,8 @@ BAD_ARGUMENTS = [
     (["pretrain", "vae", "--backbone", "nope"], "--backbone nope: no such file or folder"),
     (["pretrain", "vae", "--backbone", "a_file.txt"], "--backbone a_file.txt: expected a folder, got a file"),
     (["pretrain", "ssgan", "--backbone", "a_folder"], "--backbone is for the pretraining families"),
+    (["pretrain", "vae", "--student-steps", "10"], "--student-steps trains a CNN on a semi-supervised GAN's"),
+    (["pretrain", "ssgan", "--student-steps", "-1"], "argument --student-steps: expected an integer >= 0"),
     (["pretrain", "vae", "--out", "judge_out"], "--out judge_out: the folder holds earlier output"),
     (["pretrain", "vae", "--out", "a_file.txt"], "--out a_file.txt: expected a folder, got a file"),
     (["pretrain", "vae", "--data", "nope"], "--data must be"),

@@ -171,3 +171,37 @@ def test_label_with_keeps_the_given_labels_and_takes_the_classifier_argmax_elsew
     rest[idx] = False
     torch.testing.assert_close(pseudo.confidence[rest], probs.max(1).values[rest])  # eval mode: no dropout
     assert torch.equal(pseudo.labelled, idx)
+
+
+def test_train_student_learns_the_pseudo_labels_it_keeps_and_is_seeded(sample):
+    from genaug.models import Classifier
+    from genaug.train.recipes.ssgan import PseudoLabels, train_student
+
+    x, y = genaug.data.as_tensors(sample)
+    x, y = x[:200], y[:200]
+    conf = torch.linspace(0, 1, 200)
+    pseudo = PseudoLabels(y.clone(), conf, torch.arange(0, 200, 20))
+    a = train_student(x, pseudo, steps=3, seed=1)
+    b = train_student(x, pseudo, steps=3, seed=1)
+    c = train_student(x, pseudo, steps=3, seed=2)
+    assert isinstance(a, Classifier) and not a.training
+
+    def same(m, n):
+        return all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), n.state_dict().values(), strict=True))
+
+    assert same(a, b) and not same(a, c)
+    # Leaving out unsure images changes what it trains on.
+    assert not same(train_student(x, pseudo, steps=3, seed=1, min_confidence=0.5), a)
+    with pytest.raises(ValueError, match="pseudo labels 200 images, but images has 10"):
+        train_student(x[:10], pseudo, steps=3)
+
+
+def test_train_student_fits_consistent_labels(sample):
+    from genaug.metrics import accuracy
+    from genaug.train.recipes.ssgan import PseudoLabels, train_student
+
+    x, y = genaug.data.as_tensors(sample)
+    pseudo = PseudoLabels(y.clone(), torch.ones(len(y)), torch.arange(10))
+    student = train_student(x, pseudo, steps=20, seed=0)
+    train_acc = accuracy(student, torch.utils.data.TensorDataset(x.float() / 255, y))
+    assert train_acc > 0.5, train_acc  # 10 classes: chance is 0.1

@@ -1,6 +1,6 @@
 """Classifier recipe and quality measures of synthetic data."""
 
-from genaug.metrics.classify import accuracy, train_classifier
+from genaug.metrics.classify import accuracy, random_affine, train_augmented_classifier, train_classifier
 from genaug.metrics.quality import (
     class_coverage,
     evaluate,
@@ -19,6 +19,8 @@ __all__ = [
     "kid",
     "label_fidelity",
     "precision_recall",
+    "random_affine",
+    "train_augmented_classifier",
     "train_classifier",
     "tstr",
 ]

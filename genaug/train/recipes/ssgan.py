@@ -255,3 +255,26 @@ def label_with(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor
     pred[labelled] = labels[labelled].long().cpu()
     confidence[labelled] = 1.0
     return PseudoLabels(pred, confidence.float(), labelled)
+
+
+def train_student(images: torch.Tensor, pseudo: PseudoLabels, *, steps: int = 3000, min_confidence: float = 0.0,
+                  seed: int = 0, device: str = "auto", progress: bool = False) -> nn.Module:
+    """A fresh CNN trained on every image's pseudo-label: a better classifier than the labeller.
+
+    :func:`genaug.metrics.train_augmented_classifier` (``steps`` steps of 128, random affine
+    augmentation) on ``images[pseudo.keep(min_confidence)]``. With 100 MNIST labels, a
+    20-epoch semi-supervised GAN scored 97.05% on the test set and the CNN trained on its
+    labels 98.05% (3 seeds, ``benchmarks/few_labels.py``).
+
+    Example:
+        >>> pseudo = label_with(model.discriminator, x, y, idx)  # doctest: +SKIP
+        >>> student = train_student(x, pseudo)  # doctest: +SKIP
+    """
+    from genaug.metrics.classify import train_augmented_classifier
+
+    if len(pseudo.labels) != len(images):
+        raise ValueError(f"pseudo labels {len(pseudo.labels)} images, but images has {len(images)}")
+    keep = pseudo.keep(min_confidence)
+    return train_augmented_classifier(float_images(images[keep]), pseudo.labels[keep], steps=steps,
+                                      num_classes=int(pseudo.labels.max()) + 1, seed=seed, device=device,
+                                      progress=progress)
