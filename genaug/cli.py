@@ -164,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
             settings[key] = value
     settings["family"] = args.family
     for key in ("epochs", "batch_size", "seed", "max_steps", "device", "labels_per_class", "labeller_epochs",
-                "min_confidence"):
+                "labeller_student_steps", "min_confidence"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_progress:
@@ -557,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use K labels per class (drawn by --seed, recorded in the card) and the other images "
                         "without labels: a semi-supervised GAN labels them first (conditional families)")
     p.add_argument("--labeller-epochs", type=COUNT, help="epochs of that semi-supervised GAN (default 10)")
+    p.add_argument("--labeller-student-steps", type=_int_at_least(0), metavar="N",
+                   help="then train a CNN for N steps of 128 on the GAN's labels and relabel with it (default 0: off)")
     p.add_argument("--min-confidence", type=_float_in(0.0, 1.0),
                    help="with --labels-per-class: leave out images the labeller is less sure of (default 0)")
     p.add_argument("--no-progress", action="store_true")

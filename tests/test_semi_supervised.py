@@ -83,6 +83,36 @@ def test_labels_per_class_resumes_exactly(sample, tmp_path, deterministic):
     assert torch.equal(straight.pseudo_labels.labels, resumed.pseudo_labels.labels)
 
 
+def test_labeller_student_relabels_with_the_cnn_trained_on_the_gan_labels(sample, tmp_path, monkeypatch):
+    import genaug.train.trainer as trainer_module
+
+    students = []
+    real_train_student = trainer_module.train_student
+
+    def spy(images, pseudo, **kw):
+        students.append((pseudo.labels.clone(), kw))
+        students.append(real_train_student(images, pseudo, **kw))
+        return students[-1]
+
+    monkeypatch.setattr(trainer_module, "train_student", spy)
+    trainer = Trainer(semi_config(max_steps=1, labeller_student_steps=3), sample, out_dir=tmp_path)
+    gan_labels, kw = students[0]
+    assert kw["steps"] == 3 and kw["seed"] == 0
+    x, y = genaug.data.as_tensors(sample)
+    pl = trainer.pseudo_labels
+    # The final labels are the student's argmax, the labelled images keeping their own.
+    with torch.no_grad():
+        expected = students[1](x.float() / 255).argmax(1)
+    expected[pl.labelled] = y[pl.labelled]
+    assert torch.equal(pl.labels, expected)
+    semi = trainer.semi_supervised
+    assert semi["labeller"] == "ssgan+student" and semi["labeller_student_steps"] == 3
+    with pytest.raises(ValueError, match="labeller_student_steps=5 relabels the images of a labels_per_class run"):
+        TrainConfig(family="cvae", labeller_student_steps=5)
+    with pytest.raises(ValueError, match="labeller_student_steps"):
+        TrainConfig(family="cvae", labels_per_class=3, labeller_student_steps=-1)
+
+
 def test_labels_per_class_is_for_conditional_families_only():
     with pytest.raises(ValueError, match=r"labels_per_class applies to conditional families .*'cvae'.*got "
                                          r"labels_per_class=10"):
@@ -94,13 +124,15 @@ def test_labels_per_class_is_for_conditional_families_only():
 def test_cli_labels_per_class(tmp_path):
     out = tmp_path / "run"
     r = _cli("train", "cvae", "--data", "sample", "--max-steps", "2", "--batch-size", "16", "--no-progress",
-             "--labels-per-class", "3", "--labeller-epochs", "1", "--seed", "4", "--device", "cpu",
+             "--labels-per-class", "3", "--labeller-epochs", "1", "--labeller-student-steps", "2", "--seed", "4",
+             "--device", "cpu",
              "--set", "tensorboard=off", "--out", str(out))
     assert r.returncode == 0, r.stderr
     card = json.loads((out / "config.json").read_text())
     semi = card["provenance"]["semi_supervised"]
     assert semi["label_seed"] == 4 and len(semi["labelled_indices"]) == 30
     assert card["provenance"]["train_config"]["labels_per_class"] == 3
+    assert semi["labeller"] == "ssgan+student" and semi["labeller_student_steps"] == 2
     bad = _cli("train", "dcgan", "--data", "sample", "--labels-per-class", "3", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "labels_per_class applies to conditional families" in bad.stderr
     assert not (tmp_path / "x").exists()

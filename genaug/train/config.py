@@ -77,6 +77,10 @@ class TrainConfig(ModelConfig):
             them labels every image first. Conditional families only; the images are held in
             memory. The card records the labelled indices.
         labeller_epochs: epochs of that semi-supervised GAN.
+        labeller_student_steps: > 0: a fresh augmented CNN then trains this many steps of 128
+            on the GAN's labels of every image and relabels them
+            (:func:`~genaug.train.recipes.ssgan.train_student`); with 100 MNIST labels it was
+            1 point more accurate than the GAN on the test set. 0 (the default): the GAN's labels.
         min_confidence: leave out unlabelled images that the labeller gives a lower
             probability than this (0: keep all).
 
@@ -109,6 +113,7 @@ class TrainConfig(ModelConfig):
     sampling: str = "uniform"
     labels_per_class: int = 0
     labeller_epochs: int = 10
+    labeller_student_steps: int = 0
     min_confidence: float = 0.0
 
     def __init__(self, family: str = "cvae", **kwargs: Any) -> None:
@@ -173,6 +178,10 @@ class TrainConfig(ModelConfig):
         check_choice("sampling", self.sampling, ("uniform", "balanced"))
         check_int("labels_per_class", self.labels_per_class, minimum=0)
         check_int("labeller_epochs", self.labeller_epochs, minimum=1)
+        check_int("labeller_student_steps", self.labeller_student_steps, minimum=0)
+        if self.labeller_student_steps and not self.labels_per_class:
+            raise ValueError(f"labeller_student_steps={self.labeller_student_steps} relabels the images of a "
+                             f"labels_per_class run; set labels_per_class too (got 0)")
         check_float("min_confidence", self.min_confidence, low=0.0, high=1.0)
         if self.labels_per_class and not preset.conditional:
             conditional = sorted(name for name, p in PRESETS.items() if p.conditional)

@@ -34,7 +34,14 @@ from genaug.registry import RECIPES, make_config
 from genaug.train.batches import InMemoryBatches, training_batches
 from genaug.train.config import TrainConfig
 from genaug.train.recipes.base import NonFiniteLossError, Recipe, ema_with_warmup
-from genaug.train.recipes.ssgan import PseudoLabels, SemiSupervisedConfig, few_labels, pseudo_label
+from genaug.train.recipes.ssgan import (
+    PseudoLabels,
+    SemiSupervisedConfig,
+    few_labels,
+    label_with,
+    pseudo_label,
+    train_student,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What a run writes in its folder; a folder holding any of these holds a run.
@@ -230,14 +237,20 @@ class Trainer:
             labeller = SemiSupervisedConfig(epochs=cfg.labeller_epochs, seed=cfg.seed, device=cfg.device,
                                             progress=cfg.progress)
             pl = pseudo_label(batches.images, true, labelled, config=labeller)
+            if cfg.labeller_student_steps:
+                student = train_student(batches.images, pl, steps=cfg.labeller_student_steps, seed=cfg.seed,
+                                        device=cfg.device, progress=cfg.progress)
+                pl = label_with(student, batches.images, true, labelled)
         self.pseudo_labels = pl
         keep = pl.keep(cfg.min_confidence)
         withheld = torch.ones(len(true), dtype=torch.bool)
         withheld[pl.labelled] = False
         agreement = float((pl.labels[withheld] == true[withheld]).float().mean()) if withheld.any() else 1.0
         self.semi_supervised = {
-            "labels_per_class": cfg.labels_per_class, "label_seed": cfg.seed, "labeller": "ssgan",
-            "labeller_epochs": cfg.labeller_epochs, "min_confidence": cfg.min_confidence,
+            "labels_per_class": cfg.labels_per_class, "label_seed": cfg.seed,
+            "labeller": "ssgan+student" if cfg.labeller_student_steps else "ssgan",
+            "labeller_epochs": cfg.labeller_epochs, "labeller_student_steps": cfg.labeller_student_steps,
+            "min_confidence": cfg.min_confidence,
             "images": len(true), "images_kept": len(keep),
             # How often the labeller agrees with the labels it was not shown.
             "withheld_label_agreement": agreement,
