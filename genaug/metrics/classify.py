@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from genaug._validation import check_float, check_int
+from genaug.data.real import float_images
 from genaug.device import get_device
 from genaug.models import Classifier, ClassifierConfig
 
@@ -129,13 +130,10 @@ def train_augmented_classifier(
     check_int("steps", steps, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_float("lr", lr, low=0.0, low_open=True)
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    x = float_images(images)
     labels = torch.as_tensor(labels)
     if labels.shape != (len(images),):
         raise ValueError(f"labels must be ({len(images)},) to match the images, got {tuple(labels.shape)}")
-    if len(images) == 0:
-        raise ValueError("train_augmented_classifier needs at least one image, got 0")
     if weights is not None and torch.as_tensor(weights).shape != (len(images),):
         raise ValueError(f"weights must be ({len(images)},), got {tuple(torch.as_tensor(weights).shape)}")
     classes = int(labels.max()) + 1 if num_classes is None else num_classes
@@ -148,7 +146,6 @@ def train_augmented_classifier(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
     g = torch.Generator().manual_seed(seed)
-    x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
     y = labels.long()
     order = torch.empty(0, dtype=torch.long)
     model.train()

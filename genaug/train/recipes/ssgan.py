@@ -275,6 +275,6 @@ def train_student(images: torch.Tensor, pseudo: PseudoLabels, *, steps: int = 30
     if len(pseudo.labels) != len(images):
         raise ValueError(f"pseudo labels {len(pseudo.labels)} images, but images has {len(images)}")
     keep = pseudo.keep(min_confidence)
-    return train_augmented_classifier(float_images(images[keep]), pseudo.labels[keep], steps=steps,
+    return train_augmented_classifier(images[keep], pseudo.labels[keep], steps=steps,
                                       num_classes=int(pseudo.labels.max()) + 1, seed=seed, device=device,
                                       progress=progress)
