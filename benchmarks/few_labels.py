@@ -17,6 +17,9 @@ ones): a CNN with augmentation can correct part of a weaker labeller's mistakes.
     # seeds in parallel processes, then one table:
     python benchmarks/few_labels.py ... --first-seed 1 --seeds 1 --json s1.json
     python benchmarks/few_labels.py --merge s*.json
+    # long semi-supervised GAN runs in stages: stopped by timeout (SIGTERM), they continue
+    # exactly where they stopped when the same command runs again
+    timeout 60m python benchmarks/few_labels.py ... --ssgan-epochs 60 --ssgan-checkpoints runs/ssgan
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import genaug
 from genaug.data import SyntheticDataset, as_tensors, load_mnist
 from genaug.metrics import accuracy, train_classifier
 from genaug.pretrain import build_classifier, few_label_indices, load_backbone, random_backbone_like
-from genaug.train import TrainConfig, Trainer
+from genaug.train import TrainConfig, Trainer, TrainingInterrupted
 from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with, train_student
 
 BACKBONE_RECIPES = {"random init": "autoencoder", "autoencoder": "autoencoder", "vae": "vae",
@@ -60,6 +63,9 @@ def main() -> None:
                     help="its data-dependent initialisation (0: PyTorch's default init)")
     ap.add_argument("--ssgan-ema-decay", type=float, default=SemiSupervisedConfig.ema_decay,
                     help="its discriminator's weight averaging (0: the last weights)")
+    ap.add_argument("--ssgan-checkpoints", metavar="DIR",
+                    help="checkpoint each semi-supervised GAN in DIR; a run stopped by SIGTERM (e.g. "
+                         "timeout) or killed continues from there when the same command runs again")
     ap.add_argument("--student-steps", type=int, default=3000,
                     help=f"'{STUDENT}': steps of 128 of the augmented CNN trained on every image with the "
                          "semi-supervised GAN's labels (the labelled images keep theirs)")
@@ -125,7 +131,16 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
                 cfg = SemiSupervisedConfig(epochs=args.ssgan_epochs, init_images=args.ssgan_init_images,
                                            ema_decay=args.ssgan_ema_decay, seed=seed, device=args.device,
                                            progress=False)
-                model = fit_semi_supervised_gan(x, y, idx, config=cfg)
+                checkpoint = None
+                if args.ssgan_checkpoints:
+                    tag = f"val{args.validation}-" if args.validation else ""
+                    checkpoint = Path(args.ssgan_checkpoints) / (
+                        f"ssgan-{tag}{k}perclass-seed{seed}-{args.ssgan_epochs}ep-init{args.ssgan_init_images}"
+                        f"-ema{args.ssgan_ema_decay}.pt")
+                try:
+                    model = fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint=checkpoint)
+                except TrainingInterrupted as err:
+                    raise SystemExit(f"{err}; run the same command again to continue") from None
                 results.setdefault(f"semi-supervised gan|{k}|0", []).append(accuracy(model.discriminator, test))
                 if STUDENT in args.recipes:
                     # The augmented CNN of benchmarks/augmentation.py, on the GAN's labels of every image.

@@ -22,6 +22,7 @@ from genaug._io import DiskFullError, OutputInUseError, atomic_write, check_outp
 from genaug.train.config import TrainConfig, config_fields, list_training_families
 
 #: Exceptions that mean "the arguments, or what they name, are wrong": exit 2.
+SSGAN_CHECKPOINT = "ssgan_checkpoint.pt"  # 'pretrain ssgan': the GAN's, until the run completes
 USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
                 NotADirectoryError, OutputInUseError)
 
@@ -136,7 +137,7 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from genaug.train import Trainer
+    from genaug.train import Trainer, TrainingInterrupted
     from genaug.train.trainer import check_run_folder
 
     if args.resume and args.overwrite:
@@ -175,8 +176,13 @@ def _train(args: argparse.Namespace) -> int:
         if distributed:
             _init_distributed(cfg)
         data, data_name = _load_data(args)
-        trainer = Trainer(cfg, data, out_dir=out, data_name=data_name, resume=bool(args.resume),
-                          overwrite=args.overwrite, command=_command_line())
+        try:
+            trainer = Trainer(cfg, data, out_dir=out, data_name=data_name, resume=bool(args.resume),
+                              overwrite=args.overwrite, command=_command_line())
+        except TrainingInterrupted as err:  # SIGTERM while the semi-supervised GAN labelled the images
+            print(f"{args.family}: interrupted while labelling the images, at labeller step {err.step} of "
+                  f"{err.total} (checkpoint saved, resume with --resume {out})")
+            return 0
         result = trainer.fit()
     finally:
         if distributed:
@@ -336,6 +342,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from genaug.metrics import accuracy, train_classifier
     from genaug.pretrain import build_classifier, few_label_indices, load_backbone
     from genaug.train import Trainer
+    from genaug.train.trainer import CHECKPOINT_NAME
 
     _existing("--backbone", args.backbone, kind="folder")
     if args.backbone and args.family == "ssgan":
@@ -343,7 +350,21 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.student_steps and args.family != "ssgan":
         raise ValueError(f"--student-steps trains a CNN on a semi-supervised GAN's labels: it needs FAMILY ssgan, "
                          f"got {args.family}")
-    _run_folder_free("--out", args.out, args.overwrite)
+    if args.resume:
+        if args.overwrite:
+            raise ValueError("--resume DIR continues a run and --overwrite replaces one; give one of them")
+        if args.out is not None and Path(args.out) != Path(args.resume):
+            raise ValueError(f"--resume {args.resume} writes into that folder; --out {args.out} names another")
+        if args.backbone:
+            raise ValueError("--resume continues a pretraining run; --backbone skips pretraining")
+        args.out = args.resume
+        wanted = Path(args.out) / (SSGAN_CHECKPOINT if args.family == "ssgan" else f"pretrained/{CHECKPOINT_NAME}")
+        if not wanted.is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: no {wanted.relative_to(args.out)} to resume from "
+                                    f"(expected the folder of an earlier 'genaug pretrain {args.family}' run)")
+    else:
+        args.out = args.out or "runs/pretrain"
+        _run_folder_free("--out", args.out, args.overwrite)
     data, test, data_name = _splits(args, args.download)
     x, y = as_tensors(data)
     out = Path(args.out)
@@ -355,9 +376,12 @@ def _pretrain(args: argparse.Namespace) -> int:
         # Pretrain on every image; the labels are not used by these families.
         cfg = TrainConfig(family=args.family, epochs=args.epochs, seed=args.seed,
                           progress=not args.no_progress)
-        Trainer(cfg, (x, torch.zeros_like(y)), out_dir=out / "pretrained", data_name=data_name,
-                overwrite=args.overwrite).fit()
+        result = Trainer(cfg, (x, torch.zeros_like(y)), out_dir=out / "pretrained", data_name=data_name,
+                         overwrite=args.overwrite, resume=bool(args.resume)).fit()
         folder = out / "pretrained"
+        if result.interrupted:
+            print(f"{args.family}: interrupted at step {result.step} (checkpoint saved, resume with --resume {out})")
+            return 0
     idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
     labelled = TensorDataset(x[idx].float() / 255, y[idx])
     clf = build_classifier(load_backbone(folder), int(y.max()) + 1, freeze=args.freeze)
@@ -379,11 +403,20 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, te
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.metrics import accuracy
     from genaug.pretrain import few_label_indices
+    from genaug.train import TrainingInterrupted
     from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with, train_student
 
     idx = few_label_indices(y, args.labels_per_class, seed=args.seed)
     cfg = SemiSupervisedConfig(epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
-    model = fit_semi_supervised_gan(x, y, idx, config=cfg)
+    checkpoint = Path(args.out) / SSGAN_CHECKPOINT
+    if args.overwrite:  # an earlier run's GAN is not this one's
+        checkpoint.unlink(missing_ok=True)
+    try:
+        model = fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint=checkpoint)
+    except TrainingInterrupted as err:
+        print(f"semi-supervised GAN: interrupted at step {err.step} of {err.total} (checkpoint saved, resume with "
+              f"--resume {args.out})")
+        return 0
     tx, ty = as_tensors(test)
     test_set = TensorDataset(tx.float() / 255, ty)
     acc = accuracy(model.discriminator, test_set)
@@ -404,6 +437,7 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, te
                                          "test_accuracy": student_acc})
         print(f"student CNN on the GAN's labels of all {len(y)} images ({args.student_steps} steps of 128): "
               f"test accuracy {student_acc:.4f}; saved to {folder}")
+    checkpoint.unlink()  # the run is complete; its outputs replace it
     return 0
 
 
@@ -625,8 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "128 on the GAN's labels of every image and save it to OUT/student (default 0: off)")
     p.add_argument("--freeze", default="none", type=_freeze, help="'none', 'all' or N (first N backbone layers)")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--out", default="runs/pretrain")
+    p.add_argument("--out", help="output folder (default: runs/pretrain)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier output in --out")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR (stopped by SIGTERM "
+                                                   "or killed; it continues from its last checkpoint)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_pretrain)
 

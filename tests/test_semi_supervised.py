@@ -237,3 +237,142 @@ def test_train_student_fits_consistent_labels(sample):
     student = train_student(x, pseudo, steps=20, seed=0)
     train_acc = accuracy(student, torch.utils.data.TensorDataset(x.float() / 255, y))
     assert train_acc > 0.5, train_acc  # 10 classes: chance is 0.1
+
+
+def _interrupt_after(monkeypatch, steps: int) -> None:
+    """Send SIGTERM to this process once the semi-supervised GAN's bar reaches ``steps``."""
+    import signal
+
+    from genaug.train.recipes import ssgan
+
+    class Bar(ssgan.tqdm):
+        done = 0  # a disabled bar does not count
+
+        def update(self, n=1):
+            out = super().update(n)
+            Bar.done += n
+            if Bar.done == steps:
+                signal.raise_signal(signal.SIGTERM)
+            return out
+
+    monkeypatch.setattr(ssgan, "tqdm", Bar)
+
+
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.99, "init_images": 100}], ids=["plain", "ema+init"])
+def test_semi_supervised_gan_resumes_exactly_after_sigterm(sample, tmp_path, monkeypatch, deterministic, extra):
+    from genaug.train import TrainingInterrupted
+    from genaug.train.recipes.ssgan import fit_semi_supervised_gan
+
+    x, y = genaug.data.as_tensors(sample)
+    idx = few_labels(y, 5, seed=0)
+    cfg = SemiSupervisedConfig(epochs=2, batch_size=50, seed=3, device="cpu", progress=False,
+                               model={"d_hidden": (64, 32), "g_hidden": (32,)}, **extra)
+    whole = fit_semi_supervised_gan(x, y, idx, config=cfg)
+    ck = tmp_path / "ssgan.pt"
+    per_epoch = len(x) // 50
+    with monkeypatch.context() as m:
+        _interrupt_after(m, per_epoch + 3)  # mid-epoch: the epoch's order comes from the checkpoint
+        with pytest.raises(TrainingInterrupted, match=f"step {per_epoch + 3} of {2 * per_epoch}") as err:
+            fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint=ck, checkpoint_every=1000)
+    assert err.value.step == per_epoch + 3 and err.value.checkpoint == ck
+    resumed = fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint=ck)
+    _assert_equal(whole.state_dict(), resumed.state_dict())
+    assert torch.load(ck, weights_only=True)["step"] == 2 * per_epoch
+    # A finished checkpoint gives the same model again without training.
+    again = fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint=ck)
+    _assert_equal(whole.state_dict(), again.state_dict())
+
+
+def test_semi_supervised_gan_checkpoint_is_written_every_n_steps_and_changes_nothing(sample, tmp_path,
+                                                                                     monkeypatch):
+    from genaug.train.recipes import ssgan
+
+    x, y = genaug.data.as_tensors(sample)
+    idx = few_labels(y, 5, seed=0)
+    cfg = SemiSupervisedConfig(epochs=1, batch_size=50, seed=0, device="cpu", progress=False,
+                               model={"d_hidden": (32,), "g_hidden": (32,)})
+    steps = []
+    real_save = ssgan.save_training_checkpoint
+    monkeypatch.setattr(ssgan, "save_training_checkpoint", lambda state, path: (steps.append(state["step"]),
+                                                                                 real_save(state, path)))
+    plain = ssgan.fit_semi_supervised_gan(x, y, idx, config=cfg)
+    saved = ssgan.fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint=tmp_path / "c.pt", checkpoint_every=3)
+    per_epoch = len(x) // 50
+    assert steps == [*range(3, per_epoch + 1, 3), *([per_epoch] if per_epoch % 3 else [])]
+    _assert_equal(plain.state_dict(), saved.state_dict())
+
+
+def test_semi_supervised_gan_refuses_a_checkpoint_of_another_run(sample, tmp_path):
+    from genaug.checkpoint import CheckpointError
+    from genaug.train.recipes.ssgan import fit_semi_supervised_gan
+
+    x, y = genaug.data.as_tensors(sample)
+    idx = few_labels(y, 5, seed=0)
+    base = dict(epochs=1, batch_size=50, device="cpu", progress=False, model={"d_hidden": (32,), "g_hidden": (32,)})
+    ck = tmp_path / "c.pt"
+    fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(seed=0, **base), checkpoint=ck)
+    with pytest.raises(ValueError, match=r"different settings for \['seed'\]"):
+        fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(seed=1, **base), checkpoint=ck)
+    with pytest.raises(ValueError, match="other data"):
+        fit_semi_supervised_gan(x, y, few_labels(y, 5, seed=1), config=SemiSupervisedConfig(seed=0, **base),
+                                checkpoint=ck)
+    flipped = x.clone()
+    flipped[0, 0, 0, 0] ^= 1
+    with pytest.raises(ValueError, match="other data"):
+        fit_semi_supervised_gan(flipped, y, idx, config=SemiSupervisedConfig(seed=0, **base), checkpoint=ck)
+    # progress and device may change.
+    fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(seed=0, **{**base, "progress": True}),
+                            checkpoint=ck)
+    other = tmp_path / "other.pt"
+    torch.save({"step": 3}, other)
+    with pytest.raises(CheckpointError, match="expected a semi-supervised GAN checkpoint"):
+        fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(seed=0, **base), checkpoint=other)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fit_semi_supervised_gan(x, y, idx, config=SemiSupervisedConfig(seed=0, **base), checkpoint=ck,
+                                checkpoint_every=-1)
+
+
+def test_labels_per_class_resumes_exactly_when_stopped_while_labelling(sample, tmp_path, monkeypatch, deterministic):
+    from genaug.train import TrainingInterrupted
+    from genaug.train.trainer import LABELLER_CHECKPOINT_NAME
+
+    straight = Trainer(semi_config(max_steps=4), sample, out_dir=tmp_path / "a")
+    straight.fit()
+    out = tmp_path / "b"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 4)
+        with pytest.raises(TrainingInterrupted):
+            Trainer(semi_config(max_steps=4), sample, out_dir=out)
+    assert (out / LABELLER_CHECKPOINT_NAME).is_file()
+    with pytest.raises(FileExistsError, match=LABELLER_CHECKPOINT_NAME):
+        Trainer(semi_config(max_steps=4), sample, out_dir=out)
+    resumed = Trainer(semi_config(max_steps=4), sample, out_dir=out, resume=True)
+    assert resumed.step == 0
+    assert torch.equal(straight.pseudo_labels.labels, resumed.pseudo_labels.labels)
+    resumed.fit()
+    _assert_equal(_state(straight), _state(resumed))
+    assert not (out / LABELLER_CHECKPOINT_NAME).exists()  # the saved labels replace it
+
+
+def test_cli_pretrain_ssgan_resumes_after_sigterm(tmp_path, monkeypatch, capsys):
+    from genaug.checkpoint import load_module
+    from genaug.cli import SSGAN_CHECKPOINT, main
+
+    args = ["pretrain", "ssgan", "--data", "sample", "--epochs", "1", "--labels-per-class", "3", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    out = tmp_path / "b"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 4)
+        assert main([*args, "--out", str(out)]) == 0
+    assert "interrupted at step 4 of 10" in capsys.readouterr().out
+    assert (out / SSGAN_CHECKPOINT).is_file() and not (out / "classifier").exists()
+    assert main([*args, "--out", str(out)]) == 2  # refused: the folder holds the stopped run
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--resume", str(out)]) == 0
+    (want, want_card), (got, card) = load_module(tmp_path / "a" / "classifier"), load_module(out / "classifier")
+    _assert_equal(want.state_dict(), got.state_dict())
+    assert card["provenance"]["test_accuracy"] == want_card["provenance"]["test_accuracy"]
+    assert not (out / SSGAN_CHECKPOINT).exists()  # the run is complete
+    assert main([*args, "--resume", str(tmp_path / "nothing")]) == 2
+    assert f"no {SSGAN_CHECKPOINT} to resume from" in capsys.readouterr().err
+    assert main([*args, "--resume", str(out), "--overwrite"]) == 2

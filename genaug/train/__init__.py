@@ -3,6 +3,7 @@
 from genaug.registry import Preset, register_preset, register_recipe
 from genaug.train.config import PRESETS, FamilyPreset, TrainConfig, list_training_families
 from genaug.train.recipes import Recipe, RecipeConfig
+from genaug.train.recipes.base import TrainingInterrupted
 from genaug.train.trainer import NonFiniteLossError, Trainer, TrainResult, prepare_data
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "RecipeConfig",
     "TrainConfig",
     "TrainResult",
+    "TrainingInterrupted",
     "Trainer",
     "list_training_families",
     "prepare_data",

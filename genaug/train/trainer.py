@@ -46,7 +46,9 @@ from genaug.train.recipes.ssgan import (
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What a run writes in its folder; a folder holding any of these holds a run.
 PSEUDO_LABELS_NAME = "pseudo_labels.safetensors"
-RUN_FILES = (CHECKPOINT_NAME, "log.jsonl", "config.json", "model.safetensors", PSEUDO_LABELS_NAME)
+LABELLER_CHECKPOINT_NAME = "labeller_checkpoint.pt"  # the semi-supervised GAN's, until its labels are saved
+RUN_FILES = (CHECKPOINT_NAME, "log.jsonl", "config.json", "model.safetensors", PSEUDO_LABELS_NAME,
+             LABELLER_CHECKPOINT_NAME)
 RUN_FOLDERS = ("grids", "tensorboard")
 
 
@@ -57,14 +59,15 @@ def run_files(out_dir: Path) -> list[str]:
 
 def check_run_folder(out_dir: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
     """Refuse, before any work, an output folder that would lose or mix up a run: one holding a run
-    (unless ``overwrite``), or, with ``resume``, one without a checkpoint."""
+    (unless ``overwrite``), or, with ``resume``, one without a checkpoint (a few-label run stopped
+    while labelling has its labeller's checkpoint or its labels instead)."""
     out = Path(out_dir)
     if resume and overwrite:
         raise ValueError("give resume or overwrite, not both (CLI: --resume DIR or --overwrite)")
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {out}: expected a folder, got a file")
     if resume:
-        if not (out / CHECKPOINT_NAME).is_file():
+        if not any((out / name).is_file() for name in (CHECKPOINT_NAME, LABELLER_CHECKPOINT_NAME, PSEUDO_LABELS_NAME)):
             raise FileNotFoundError(
                 f"{out}: no {CHECKPOINT_NAME} to resume from (expected the folder of an earlier genaug train run)")
     elif not overwrite and run_files(out):
@@ -183,7 +186,7 @@ class Trainer:
             net.to(self.device)
         target = self.recipe.ema_target()
         self.init_provenance: dict[str, Any] = {}
-        resuming = resume
+        resuming = resume and (self.out_dir / CHECKPOINT_NAME).is_file()  # else it stopped while labelling
         if config.init and not resuming:  # a resumed run takes its weights from the checkpoint
             self._init_from(config.init, target)
         self.ema = (
@@ -225,7 +228,8 @@ class Trainer:
             raise ValueError("labels_per_class trains on one process; run it without torchrun")
         path = self.out_dir / PSEUDO_LABELS_NAME
         true = batches.labels.cpu()
-        if resume:
+        labeller_checkpoint = self.out_dir / LABELLER_CHECKPOINT_NAME
+        if resume and (path.is_file() or not labeller_checkpoint.is_file()):
             if not path.is_file():
                 raise FileNotFoundError(f"resuming a labels_per_class run needs {path}, which is missing")
             saved = load_file(str(path))
@@ -233,10 +237,13 @@ class Trainer:
             if len(pl.labels) != len(true):
                 raise ValueError(f"{path} labels {len(pl.labels)} images, but the data has {len(true)}")
         else:
+            if self.overwrite:  # an earlier run's labeller is not this one's
+                labeller_checkpoint.unlink(missing_ok=True)
             labelled = few_labels(true, cfg.labels_per_class, seed=cfg.seed)
             labeller = SemiSupervisedConfig(epochs=cfg.labeller_epochs, seed=cfg.seed, device=cfg.device,
                                             progress=cfg.progress)
-            pl = pseudo_label(batches.images, true, labelled, config=labeller)
+            # Checkpointed: a run stopped here continues with resume=True (CLI: --resume DIR).
+            pl = pseudo_label(batches.images, true, labelled, config=labeller, checkpoint=labeller_checkpoint)
             if cfg.labeller_student_steps:
                 student = train_student(batches.images, pl, steps=cfg.labeller_student_steps, seed=cfg.seed,
                                         device=cfg.device, progress=cfg.progress)
@@ -268,6 +275,7 @@ class Trainer:
         save_file({"labels": pl.labels.contiguous(), "confidence": pl.confidence.contiguous(),
                    "labelled": pl.labelled.contiguous()}, str(tmp))
         os.replace(tmp, path)
+        (self.out_dir / LABELLER_CHECKPOINT_NAME).unlink(missing_ok=True)  # the labels replace it
 
     def _wrap_ddp(self, module: nn.Module) -> nn.Module:
         if not self.distributed:

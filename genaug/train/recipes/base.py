@@ -24,6 +24,19 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """A run stopped on SIGTERM after writing its checkpoint; call it again to continue.
+
+    Attributes:
+        checkpoint: the checkpoint file written.
+        step: the number of steps it holds.
+    """
+
+    def __init__(self, checkpoint: Any, step: int, total: int) -> None:
+        super().__init__(f"stopped at step {step} of {total}; checkpoint written to {checkpoint}")
+        self.checkpoint, self.step, self.total = checkpoint, step, total
+
+
 def ema_with_warmup(decay: float) -> Any:
     """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the first updates,
     so the average is not dominated by the random initial weights in short runs."""

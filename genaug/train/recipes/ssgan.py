@@ -12,9 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,12 +28,19 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from genaug._io import (
+    CheckpointError,
+    check_output_path,
+    load_training_checkpoint,
+    output_lock,
+    save_training_checkpoint,
+)
 from genaug._validation import check_float, check_int
 from genaug.data.real import float_images
 from genaug.device import get_device
 from genaug.models.config import ModelConfig
 from genaug.models.ssgan import SemiSupervisedGAN, SSGANConfig
-from genaug.train.recipes.base import NonFiniteLossError, ema_with_warmup
+from genaug.train.recipes.base import NonFiniteLossError, TrainingInterrupted, ema_with_warmup
 
 
 @dataclasses.dataclass
@@ -80,12 +92,19 @@ class SemiSupervisedConfig(ModelConfig):
         check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
 
 
+CHECKPOINT_FORMAT = "genaug-ssgan-checkpoint"
+# Settings that may change between a run and its resumption.
+_RESUMABLE = ("progress", "device")
+
+
 def fit_semi_supervised_gan(
     images: torch.Tensor,
     labels: torch.Tensor,
     labelled: torch.Tensor,
     *,
     config: SemiSupervisedConfig | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
 ) -> SemiSupervisedGAN:
     """Train a semi-supervised GAN; ``model.discriminator`` is then a K-class classifier.
 
@@ -93,8 +112,20 @@ def fit_semi_supervised_gan(
         images: (N, C, H, W) uint8, or float in [0, 1]; all of them are used without labels.
         labels: (N,) int labels; only ``labels[labelled]`` are read.
         labelled: indices of the images whose labels may be used.
+        checkpoint: a file for exact resumption. Where it exists, training continues from it:
+            it must come from the same images, labelled indices and ``config`` (only
+            ``progress`` and ``device`` may differ), and the result is the same as one
+            uninterrupted run's. It is written every ``checkpoint_every`` steps, at the end, and
+            on SIGTERM, after which :class:`~genaug.train.TrainingInterrupted` is raised.
+            Loaded with ``weights_only=True``.
+        checkpoint_every: steps between checkpoints; 0 (the default): after every epoch.
+
+    Example:
+        >>> cfg = SemiSupervisedConfig(epochs=60)  # doctest: +SKIP
+        >>> model = fit_semi_supervised_gan(x, y, idx, config=cfg, checkpoint="runs/ssgan.pt")  # doctest: +SKIP
     """
     cfg = config or SemiSupervisedConfig()
+    check_int("checkpoint_every", checkpoint_every, minimum=0)
     x = float_images(images)
     labelled = torch.as_tensor(labelled, dtype=torch.long)
     if labels.shape != (len(x),):
@@ -104,6 +135,45 @@ def fit_semi_supervised_gan(
     if len(x) < cfg.batch_size:
         raise ValueError(f"batch_size must be <= the number of images ({len(x)}), got {cfg.batch_size}")
     y_lab = labels[labelled].long()
+    data = {"shape": list(x.shape), "labelled": labelled.clone(), "labelled_labels": y_lab.clone(),
+            "pixel_sum": float(x.double().sum())}
+    saved = None
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.exists():
+            saved = _load_ssgan_checkpoint(checkpoint, cfg, data)
+        else:
+            check_output_path(checkpoint, name="checkpoint")
+    with output_lock(checkpoint) if checkpoint is not None else contextlib.nullcontext():
+        return _fit(x, y_lab, labelled, cfg, data, checkpoint, checkpoint_every, saved)
+
+
+def _load_ssgan_checkpoint(path: Path, cfg: SemiSupervisedConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of :func:`fit_semi_supervised_gan`, refused unless it fits this run."""
+    state = load_training_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: expected a semi-supervised GAN checkpoint ({CHECKPOINT_FORMAT}), "
+                              f"got {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
+    now = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE}
+    diff = sorted(k for k in now if state["config"].get(k) != now[k])
+    if diff:
+        raise ValueError(f"{path}: checkpoint was written with different settings for {diff} "
+                         f"({ {k: state['config'].get(k) for k in diff} }, now { {k: now[k] for k in diff} }); "
+                         "resume with the same config (only progress and device may change)")
+    old = state["data"]
+    same = (old["shape"] == data["shape"] and torch.equal(old["labelled"], data["labelled"])
+            and torch.equal(old["labelled_labels"], data["labelled_labels"])
+            and math.isclose(old["pixel_sum"], data["pixel_sum"], rel_tol=1e-9))
+    if not same:
+        raise ValueError(f"{path}: checkpoint was written for other data (images of shape {old['shape']}, "
+                         f"{len(old['labelled'])} labelled); got images of shape {data['shape']}, "
+                         f"{len(data['labelled'])} labelled, or other pixels, indices or labels")
+    return state
+
+
+def _fit(x: torch.Tensor, y_lab: torch.Tensor, labelled: torch.Tensor, cfg: SemiSupervisedConfig,
+         data: dict[str, Any], checkpoint: Path | None, checkpoint_every: int,
+         saved: dict[str, Any] | None) -> SemiSupervisedGAN:
     k = int(y_lab.max()) + 1
     model_cfg = SSGANConfig(**{"image_shape": tuple(x.shape[1:]), "num_classes": max(k, 2), **cfg.model})
     dev = get_device(cfg.device)
@@ -125,13 +195,44 @@ def fit_semi_supervised_gan(
     bs, steps_per_epoch = cfg.batch_size, len(x) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     lab_order = torch.empty(0, dtype=torch.long)
+    order = order2 = torch.empty(0, dtype=torch.long)
+    start = 0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt_d.load_state_dict(saved["opt_d"])
+        opt_g.load_state_dict(saved["opt_g"])
+        if avg_d is not None:
+            avg_d.load_state_dict(saved["avg_d"])
+        start, lab_order = saved["step"], saved["lab_order"]
+        order, order2 = saved["order"].to(dev), saved["order2"].to(dev)
+        g.set_state(saved["rng"]["order"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if dev.type == "cuda" and "cuda" in saved["rng"]:
+            torch.cuda.set_rng_state(saved["rng"]["cuda"], dev)
+
+    def save(step: int) -> None:
+        rng = {"order": g.get_state(), "torch": torch.get_rng_state()}
+        if dev.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(dev)
+        state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "data": data, "step": step, "total": total,
+                 "model": model.state_dict(), "opt_d": opt_d.state_dict(), "opt_g": opt_g.state_dict(),
+                 "order": order.cpu(), "order2": order2.cpu(), "lab_order": lab_order, "rng": rng}
+        if avg_d is not None:
+            state["avg_d"] = avg_d.state_dict()
+        save_training_checkpoint(state, checkpoint)
+
+    stop = threading.Event()
+    old_handler = None
+    if checkpoint is not None and threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     model.train()
-    bar = tqdm(total=total, desc="semi-supervised GAN", disable=not cfg.progress, file=sys.stderr)
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(x), generator=g).to(dev)
-        order2 = torch.randperm(len(x), generator=g).to(dev)
-        for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
+    bar = tqdm(total=total, initial=start, desc="semi-supervised GAN", disable=not cfg.progress, file=sys.stderr)
+    try:
+        for step in range(start, total):
+            epoch, i = divmod(step, steps_per_epoch)
+            if i == 0:
+                order = torch.randperm(len(x), generator=g).to(dev)
+                order2 = torch.randperm(len(x), generator=g).to(dev)
             lr = cfg.lr * (1 - step / total)
             for opt in (opt_d, opt_g):
                 for group in opt.param_groups:
@@ -170,7 +271,18 @@ def fit_semi_supervised_gan(
                 if not all(math.isfinite(v) for v in values.values()):
                     raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}, step {i}: {values}")
                 bar.set_postfix({k_: f"{v:.3g}" for k_, v in values.items()})
-    bar.close()
+
+            # Checkpoint: every checkpoint_every steps (or epoch), at the end, and on SIGTERM.
+            if checkpoint is not None:
+                every = checkpoint_every or steps_per_epoch
+                if (step + 1) % every == 0 or step + 1 == total or stop.is_set():
+                    save(step + 1)
+                if stop.is_set() and step + 1 < total:
+                    raise TrainingInterrupted(checkpoint, step + 1, total)
+    finally:
+        bar.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
     if avg_d is not None:
         with torch.no_grad():
             for p, avg in zip(D.parameters(), avg_d.module.parameters(), strict=True):
@@ -226,15 +338,17 @@ def pseudo_label(
     *,
     config: SemiSupervisedConfig | None = None,
     batch_size: int = 1000,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> PseudoLabels:
     """Label every image with a semi-supervised GAN fitted to ``labels[labelled]`` and all images.
 
     This turns a few labels and many unlabelled images into a labelled set for a
     conditional generator (``TrainConfig(labels_per_class=K)`` does it before training).
-    Only ``labels[labelled]`` is read; the others may hold anything.
+    Only ``labels[labelled]`` is read; the others may hold anything. ``checkpoint``: as in
+    :func:`fit_semi_supervised_gan` (the GAN's run resumes from it).
     """
     labelled = torch.as_tensor(labelled, dtype=torch.long)
-    d = fit_semi_supervised_gan(images, labels, labelled, config=config).discriminator
+    d = fit_semi_supervised_gan(images, labels, labelled, config=config, checkpoint=checkpoint).discriminator
     return label_with(d, images, labels, labelled, batch_size=batch_size)
 
 
