@@ -61,6 +61,25 @@ def test_pretrain_cli(tmp_path):
     assert "test accuracy" in res.stdout and "50 labels" in res.stdout
 
 
+def test_pretrain_cli_resume_continues_the_pretraining(tmp_path, capsys):
+    import torch
+
+    from genaug.cli import main
+
+    args = ["pretrain", "autoencoder", "--data", "sample", "--labels-per-class", "2", "--finetune-steps", "2",
+            "--no-progress"]
+    out = tmp_path / "run"
+    assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
+    one = torch.load(out / "pretrained" / "checkpoint.pt", weights_only=True)["step"]
+    assert main([*args, "--epochs", "2", "--out", str(out)]) == 2  # the folder holds a run
+    assert main([*args, "--epochs", "2", "--resume", str(out)]) == 0
+    assert torch.load(out / "pretrained" / "checkpoint.pt", weights_only=True)["step"] == 2 * one
+    capsys.readouterr()
+    assert main([*args, "--resume", str(out), "--out", str(tmp_path / "other")]) == 2
+    assert "names another" in capsys.readouterr().err
+    assert main([*args, "--resume", str(out), "--backbone", str(out / "pretrained")]) == 2
+
+
 def test_pretrain_cli_semi_supervised_gan(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "genaug.cli", "pretrain", "ssgan", "--epochs", "1", "--labels-per-class", "5",
