@@ -117,6 +117,44 @@ def test_exact_resume(family, sample, tmp_path, deterministic):
     _assert_equal(_state(straight), _state(resumed))
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_lr_schedule_decays_every_optimizer_to_zero_and_resumes_exactly(schedule, sample, tmp_path, deterministic):
+    import math
+
+    cfg = tiny_config("cdcgan", max_steps=70, epochs=2, lr_schedule=schedule)
+    seen = []
+    straight = Trainer(cfg, sample, out_dir=tmp_path / "a")
+    real_step = straight.recipe.train_step
+
+    def spy(x, y, step):
+        seen.append([group["lr"] for opt in straight.recipe.optimizers.values() for group in opt.param_groups])
+        return real_step(x, y, step)
+
+    straight.recipe.train_step = spy
+    straight.fit()
+    base = cfg.recipe.lr
+    factor = (lambda t: 1 - t) if schedule == "linear" else (lambda t: 0.5 * (1 + math.cos(math.pi * t)))
+    assert len(seen) == 70 and len(seen[0]) == 2  # the generator's and the discriminator's
+    for step in (0, 35, 69):
+        assert seen[step] == pytest.approx([base * factor(step / 70)] * 2)
+    # Stopped after step 30 (as SIGTERM stops it) and resumed: the same run.
+    half = Trainer(tiny_config("cdcgan", max_steps=70, epochs=2, lr_schedule=schedule, checkpoint_every=30),
+                   sample, out_dir=tmp_path / "d")
+    half._stop_requested = lambda: half.step >= 30  # stop as SIGTERM would, after step 30
+    half.fit()
+    resumed = Trainer(tiny_config("cdcgan", max_steps=70, epochs=2, lr_schedule=schedule, checkpoint_every=30),
+                      sample, out_dir=tmp_path / "d", resume=True)
+    assert resumed.step == 30
+    resumed.fit()
+    _assert_equal(_state(straight), _state(resumed))
+
+
+def test_lr_schedule_is_checked_and_constant_by_default():
+    assert TrainConfig(family="cvae").recipe.lr_schedule == "constant"
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(family="cvae", lr_schedule="step")
+
+
 def test_resume_refuses_other_settings(sample, tmp_path):
     Trainer(tiny_config("cvae", max_steps=2), sample, out_dir=tmp_path).fit()
     with pytest.raises(ValueError, match=r"different settings for \['lr'\]"):

@@ -170,6 +170,7 @@ class Trainer:
             raise ValueError(
                 f"batch_size must be <= the images per process ({n_local}), got {config.batch_size}"
             )
+        self.steps_per_epoch = n_local // config.batch_size
         image_shape = self.batches.image_shape
         preset = config.preset
         self.model_cfg = make_config(
@@ -563,8 +564,9 @@ class Trainer:
                 if cfg.recipe.input_range == "tanh":
                     x = x * 2 - 1
 
-                # One optimisation step, its noise seeded by (seed, rank, step).
+                # One optimisation step, its noise seeded by (seed, rank, step), at the schedule's lr.
                 seed_step(step_seed(cfg.seed, self.rank, self.step), self.device)
+                self._set_lr()
                 losses = self.recipe.train_step(x, y, self.step)
                 self._check_finite(losses)
                 self._sync_buffers()
@@ -608,6 +610,21 @@ class Trainer:
             self.save_checkpoint()
             self.save_outputs()
         return False
+
+    @property
+    def total_steps(self) -> int:
+        """The run's steps: ``epochs`` times the steps per epoch, or ``max_steps`` if fewer."""
+        total = self.cfg.epochs * self.steps_per_epoch
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def _set_lr(self) -> None:
+        """Every optimizer's learning rate for this step: its initial one times the schedule's factor."""
+        if self.cfg.recipe.lr_schedule == "constant":
+            return
+        factor = self.cfg.recipe.lr_factor(self.step, self.total_steps)
+        for opt in self.recipe.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def _sync_buffers(self) -> None:
         """DDP broadcasts buffers from rank 0 at each forward, but a forward then updates

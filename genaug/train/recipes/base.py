@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -55,6 +56,7 @@ def ema_with_warmup(decay: float) -> Any:
 
 Wrap = Callable[[nn.Module], nn.Module]
 INPUT_RANGES = ("sigmoid", "tanh")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclasses.dataclass
@@ -66,12 +68,17 @@ class RecipeConfig(ModelConfig):
         lr: learning rate.
         betas: Adam's betas.
         input_range: "sigmoid" (images in [0, 1]) or "tanh" ([-1, 1]) as the networks see them.
+        lr_schedule: "constant" (the default), or "linear" or "cosine": every optimizer's
+            learning rate decays from ``lr`` to 0 over the run's steps (``epochs`` times the
+            steps per epoch, or ``max_steps`` if fewer), a function of the step alone, so a run
+            resumes exactly; resuming with other ``epochs`` or ``max_steps`` stretches the rest.
     """
 
     optimizer: str = "adam"
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     input_range: str = "sigmoid"
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
@@ -82,6 +89,16 @@ class RecipeConfig(ModelConfig):
         for b in self.betas:
             check_float("betas", b, low=0.0, high=1.0, high_open=True)
         check_choice("input_range", self.input_range, INPUT_RANGES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """The schedule's multiplier of ``lr`` at ``step`` (0-based) of ``total``."""
+        t = min(step / max(total, 1), 1.0)
+        if self.lr_schedule == "linear":
+            return 1.0 - t
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
 
     def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         params = list(params)
