@@ -21,8 +21,9 @@ from typing import Any, NoReturn
 from genaug._io import DiskFullError, OutputInUseError, atomic_write, check_output_path
 from genaug.train.config import TrainConfig, config_fields, list_training_families
 
+#: 'pretrain ssgan' keeps the GAN's checkpoint here (in --out) until the run completes.
+SSGAN_CHECKPOINT = "ssgan_checkpoint.pt"
 #: Exceptions that mean "the arguments, or what they name, are wrong": exit 2.
-SSGAN_CHECKPOINT = "ssgan_checkpoint.pt"  # 'pretrain ssgan': the GAN's, until the run completes
 USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
                 NotADirectoryError, OutputInUseError)
 
