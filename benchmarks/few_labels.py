@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--student-steps", type=int, default=3000,
                     help=f"'{STUDENT}': steps of 128 of the augmented CNN trained on every image with the "
                          "semi-supervised GAN's labels (the labelled images keep theirs)")
+    ap.add_argument("--student-rounds", type=int, default=1,
+                    help=f"'{STUDENT}': R > 1 trains R CNNs in turn, each on the labels of the one before "
+                         "(self-training); a row per round")
     ap.add_argument("--student-min-confidence", type=float, default=0.0,
                     help="leave out images that the GAN labels with a lower probability than this")
     ap.add_argument("--validation", type=int, default=0, metavar="N",
@@ -97,7 +100,7 @@ def main() -> None:
     results = run(args)
     settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs",
                                               "ssgan_init_images", "ssgan_ema_decay", "student_steps",
-                                              "student_min_confidence", "validation")}
+                                              "student_min_confidence", "student_rounds", "validation")}
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
     print_table(results, settings)
@@ -145,10 +148,13 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
                 if STUDENT in args.recipes:
                     # The augmented CNN of benchmarks/augmentation.py, on the GAN's labels of every image.
                     pseudo = label_with(model.discriminator, x, y, idx)
-                    student = train_student(x, pseudo, steps=args.student_steps,
-                                            min_confidence=args.student_min_confidence, seed=seed,
-                                            device=args.device)
-                    results.setdefault(f"{STUDENT}|{k}|0", []).append(accuracy(student, test))
+                    for r in range(1, args.student_rounds + 1):
+                        student = train_student(x, pseudo, steps=args.student_steps,
+                                                min_confidence=args.student_min_confidence, seed=seed,
+                                                device=args.device)
+                        name = STUDENT if r == 1 else f"{STUDENT} (round {r})"
+                        results.setdefault(f"{name}|{k}|0", []).append(accuracy(student, test))
+                        pseudo = label_with(student, x, y, idx)  # the next round's labels
             if recipes:
                 synthetic = _cvae_samples(x, y, idx, seed, args)
             for name, backbone in recipes.items():
@@ -187,8 +193,9 @@ def print_table(results: dict[str, list[float]], settings: dict) -> None:
     labels = sorted({int(key.split("|")[1]) for key in results})
     columns = [(k, mix) for k in labels for mix in (0, 1)]
     titles = [f"{k * 10} labels" + (" + synth." if mix else "") for k, mix in columns]
-    print(f"{'recipe':<22}" + "".join(f"{t:>22}" for t in titles))
-    for name in ALL_RECIPES:
+    print(f"{'recipe':<32}" + "".join(f"{t:>24}" for t in titles))
+    rounds = sorted({key.split("|")[0] for key in results} - set(ALL_RECIPES))
+    for name in [*ALL_RECIPES, *rounds]:
         cells = []
         for k, mix in columns:
             r = results.get(f"{name}|{k}|{mix}")
@@ -196,9 +203,9 @@ def print_table(results: dict[str, list[float]], settings: dict) -> None:
                 cells.append("—")
                 continue
             sd = statistics.stdev(r) if len(r) > 1 else 0.0
-            cells.append(f"{statistics.mean(r) * 100:.1f} ± {sd * 100:.1f} (n={len(r)})")
+            cells.append(f"{statistics.mean(r) * 100:.2f} ± {sd * 100:.2f} (n={len(r)})")
         if any(c != "—" for c in cells):
-            print(f"{name:<22}" + "".join(f"{c:>22}" for c in cells))
+            print(f"{name:<32}" + "".join(f"{c:>24}" for c in cells))
 
 
 def _copy(module: torch.nn.Module) -> torch.nn.Module:
