@@ -166,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
             settings[key] = value
     settings["family"] = args.family
     for key in ("epochs", "batch_size", "seed", "max_steps", "device", "labels_per_class", "labeller_epochs",
-                "labeller_student_steps", "min_confidence"):
+                "labeller_student_steps", "labeller_student_rounds", "min_confidence"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_progress:
@@ -348,6 +348,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     _existing("--backbone", args.backbone, kind="folder")
     if args.backbone and args.family == "ssgan":
         raise ValueError("--backbone is for the pretraining families; ssgan trains its own discriminator")
+    if args.student_rounds > 1 and not args.student_steps:
+        raise ValueError(f"--student-rounds {args.student_rounds} trains that many student CNNs: it needs "
+                         "--student-steps N")
     if args.student_steps and args.family != "ssgan":
         raise ValueError(f"--student-steps trains a CNN on a semi-supervised GAN's labels: it needs FAMILY ssgan, "
                          f"got {args.family}")
@@ -430,13 +433,14 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, te
     if args.student_steps:
         # A fresh augmented CNN on the GAN's labels of every image (the labelled ones keep theirs).
         pseudo = label_with(model.discriminator, x, y, idx)
-        student = train_student(x, pseudo, steps=args.student_steps, seed=args.seed,
+        student = train_student(x, pseudo, steps=args.student_steps, rounds=args.student_rounds, seed=args.seed,
                                 progress=not args.no_progress).cpu()
         student_acc = accuracy(student, test_set)
         folder = save_module(student, "classifier", student.config, Path(args.out) / "student",
                              provenance={**provenance, "labeller": "ssgan", "student_steps": args.student_steps,
-                                         "test_accuracy": student_acc})
-        print(f"student CNN on the GAN's labels of all {len(y)} images ({args.student_steps} steps of 128): "
+                                         "student_rounds": args.student_rounds, "test_accuracy": student_acc})
+        rounds = f", round {args.student_rounds} of self-training" if args.student_rounds > 1 else ""
+        print(f"student CNN on the GAN's labels of all {len(y)} images ({args.student_steps} steps of 128{rounds}): "
               f"test accuracy {student_acc:.4f}; saved to {folder}")
     checkpoint.unlink()  # the run is complete; its outputs replace it
     return 0
@@ -594,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labeller-epochs", type=COUNT, help="epochs of that semi-supervised GAN (default 10)")
     p.add_argument("--labeller-student-steps", type=_int_at_least(0), metavar="N",
                    help="then train a CNN for N steps of 128 on the GAN's labels and relabel with it (default 0: off)")
+    p.add_argument("--labeller-student-rounds", type=COUNT, metavar="R",
+                   help="with --labeller-student-steps: R CNNs in turn, each on the labels of the one before "
+                        "(default 1)")
     p.add_argument("--min-confidence", type=_float_in(0.0, 1.0),
                    help="with --labels-per-class: leave out images the labeller is less sure of (default 0)")
     p.add_argument("--no-progress", action="store_true")
@@ -658,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-steps", type=_int_at_least(0), default=0,
                    help="ssgan only: then train a fresh CNN (random affine augmentation) for this many steps of "
                         "128 on the GAN's labels of every image and save it to OUT/student (default 0: off)")
+    p.add_argument("--student-rounds", type=COUNT, default=1,
+                   help="with --student-steps: R CNNs in turn, each on the labels of the one before "
+                        "(self-training); the last is saved (default 1)")
     p.add_argument("--freeze", default="none", type=_freeze, help="'none', 'all' or N (first N backbone layers)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="output folder (default: runs/pretrain)")

@@ -100,6 +100,15 @@ def test_pretrain_cli_semi_supervised_gan(tmp_path):
     prov = student_card["provenance"]
     assert prov["student_steps"] == 5 and prov["labelled_indices"] == card["provenance"]["labelled_indices"]
     assert f"test accuracy {prov['test_accuracy']:.4f}" in res.stdout.split("student CNN")[1]
+    assert prov["student_rounds"] == 1
+
+
+def test_pretrain_cli_student_rounds_need_student_steps(tmp_path, capsys):
+    from genaug.cli import main
+
+    assert main(["pretrain", "ssgan", "--student-rounds", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "--student-rounds 2 trains that many student CNNs: it needs --student-steps N" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_coloured_digits_folder_example_writes_an_rgb_folder_genaug_trains_on(tmp_path):

@@ -111,6 +111,12 @@ def test_labeller_student_relabels_with_the_cnn_trained_on_the_gan_labels(sample
         TrainConfig(family="cvae", labeller_student_steps=5)
     with pytest.raises(ValueError, match="labeller_student_steps"):
         TrainConfig(family="cvae", labels_per_class=3, labeller_student_steps=-1)
+    with pytest.raises(ValueError, match="labeller_student_rounds=2 trains that many student CNNs"):
+        TrainConfig(family="cvae", labels_per_class=3, labeller_student_rounds=2)
+    rounds = Trainer(semi_config(max_steps=1, labeller_student_steps=3, labeller_student_rounds=2), sample,
+                     out_dir=tmp_path / "rounds")
+    assert students[-2][1]["rounds"] == 2
+    assert rounds.semi_supervised["labeller_student_rounds"] == 2
 
 
 def test_labels_per_class_is_for_conditional_families_only():
@@ -124,7 +130,8 @@ def test_labels_per_class_is_for_conditional_families_only():
 def test_cli_labels_per_class(tmp_path):
     out = tmp_path / "run"
     r = _cli("train", "cvae", "--data", "sample", "--max-steps", "2", "--batch-size", "16", "--no-progress",
-             "--labels-per-class", "3", "--labeller-epochs", "1", "--labeller-student-steps", "2", "--seed", "4",
+             "--labels-per-class", "3", "--labeller-epochs", "1", "--labeller-student-steps", "2",
+             "--labeller-student-rounds", "2", "--seed", "4",
              "--device", "cpu",
              "--set", "tensorboard=off", "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -133,6 +140,7 @@ def test_cli_labels_per_class(tmp_path):
     assert semi["label_seed"] == 4 and len(semi["labelled_indices"]) == 30
     assert card["provenance"]["train_config"]["labels_per_class"] == 3
     assert semi["labeller"] == "ssgan+student" and semi["labeller_student_steps"] == 2
+    assert semi["labeller_student_rounds"] == 2
     bad = _cli("train", "dcgan", "--data", "sample", "--labels-per-class", "3", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "labels_per_class applies to conditional families" in bad.stderr
     assert not (tmp_path / "x").exists()
@@ -226,6 +234,23 @@ def test_train_student_learns_the_pseudo_labels_it_keeps_and_is_seeded(sample):
     assert not same(train_student(x, pseudo, steps=3, seed=1, min_confidence=0.5), a)
     with pytest.raises(ValueError, match="pseudo labels 200 images, but images has 10"):
         train_student(x[:10], pseudo, steps=3)
+
+
+def test_train_student_rounds_train_each_cnn_on_the_labels_of_the_one_before(sample):
+    from genaug.train.recipes.ssgan import PseudoLabels, label_with, train_student
+
+    x, y = genaug.data.as_tensors(sample)
+    x, y = x[:200], y[:200]
+    noisy = torch.where(torch.arange(200) % 3 == 0, (y + 1) % 10, y)  # a third of them wrong
+    pseudo = PseudoLabels(noisy, torch.ones(200), torch.arange(0, 200, 20))
+    first = train_student(x, pseudo, steps=4, seed=1)
+    relabelled = label_with(first, x, pseudo.labels, pseudo.labelled)
+    expected = train_student(x, relabelled, steps=4, seed=1)
+    got = train_student(x, pseudo, steps=4, seed=1, rounds=2)
+    _assert_equal(expected.state_dict(), got.state_dict())
+    assert not torch.equal(relabelled.labels, pseudo.labels)  # the second CNN saw other labels
+    with pytest.raises(ValueError, match="rounds"):
+        train_student(x, pseudo, steps=4, rounds=0)
 
 
 def test_train_student_fits_consistent_labels(sample):

@@ -81,6 +81,8 @@ class TrainConfig(ModelConfig):
             on the GAN's labels of every image and relabels them
             (:func:`~genaug.train.recipes.ssgan.train_student`); with 100 MNIST labels it was
             1 point more accurate than the GAN on the test set. 0 (the default): the GAN's labels.
+        labeller_student_rounds: with ``labeller_student_steps``: CNNs trained in turn, each on
+            the labels of the one before (self-training); the last one's labels are used.
         min_confidence: leave out unlabelled images that the labeller gives a lower
             probability than this (0: keep all).
 
@@ -114,6 +116,7 @@ class TrainConfig(ModelConfig):
     labels_per_class: int = 0
     labeller_epochs: int = 10
     labeller_student_steps: int = 0
+    labeller_student_rounds: int = 1
     min_confidence: float = 0.0
 
     def __init__(self, family: str = "cvae", **kwargs: Any) -> None:
@@ -179,6 +182,10 @@ class TrainConfig(ModelConfig):
         check_int("labels_per_class", self.labels_per_class, minimum=0)
         check_int("labeller_epochs", self.labeller_epochs, minimum=1)
         check_int("labeller_student_steps", self.labeller_student_steps, minimum=0)
+        check_int("labeller_student_rounds", self.labeller_student_rounds, minimum=1)
+        if self.labeller_student_rounds > 1 and not self.labeller_student_steps:
+            raise ValueError(f"labeller_student_rounds={self.labeller_student_rounds} trains that many student CNNs; "
+                             "set labeller_student_steps too (got 0)")
         if self.labeller_student_steps and not self.labels_per_class:
             raise ValueError(f"labeller_student_steps={self.labeller_student_steps} relabels the images of a "
                              f"labels_per_class run; set labels_per_class too (got 0)")

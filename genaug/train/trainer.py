@@ -246,7 +246,8 @@ class Trainer:
             # Checkpointed: a run stopped here continues with resume=True (CLI: --resume DIR).
             pl = pseudo_label(batches.images, true, labelled, config=labeller, checkpoint=labeller_checkpoint)
             if cfg.labeller_student_steps:
-                student = train_student(batches.images, pl, steps=cfg.labeller_student_steps, seed=cfg.seed,
+                student = train_student(batches.images, pl, steps=cfg.labeller_student_steps,
+                                        rounds=cfg.labeller_student_rounds, seed=cfg.seed,
                                         device=cfg.device, progress=cfg.progress)
                 pl = label_with(student, batches.images, true, labelled)
         self.pseudo_labels = pl
@@ -258,6 +259,7 @@ class Trainer:
             "labels_per_class": cfg.labels_per_class, "label_seed": cfg.seed,
             "labeller": "ssgan+student" if cfg.labeller_student_steps else "ssgan",
             "labeller_epochs": cfg.labeller_epochs, "labeller_student_steps": cfg.labeller_student_steps,
+            "labeller_student_rounds": cfg.labeller_student_rounds,
             "min_confidence": cfg.min_confidence,
             "images": len(true), "images_kept": len(keep),
             # How often the labeller agrees with the labels it was not shown.

@@ -372,7 +372,7 @@ def label_with(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 
 def train_student(images: torch.Tensor, pseudo: PseudoLabels, *, steps: int = 3000, min_confidence: float = 0.0,
-                  seed: int = 0, device: str = "auto", progress: bool = False) -> nn.Module:
+                  rounds: int = 1, seed: int = 0, device: str = "auto", progress: bool = False) -> nn.Module:
     """A fresh CNN trained on every image's pseudo-label: a better classifier than the labeller.
 
     :func:`genaug.metrics.train_augmented_classifier` (``steps`` steps of 128, random affine
@@ -380,15 +380,25 @@ def train_student(images: torch.Tensor, pseudo: PseudoLabels, *, steps: int = 30
     20-epoch semi-supervised GAN scored 97.05% on the test set and the CNN trained on its
     labels 98.05% (3 seeds, ``benchmarks/few_labels.py``).
 
+    ``rounds`` > 1: self-training; each further CNN trains from scratch on the labels of the
+    one before (the labelled images keep theirs), and the last is returned. On a validation
+    split (seed 0) rounds 1, 2 and 3 scored 96.89%, 97.15% and 97.28% after a GAN of 95.32%.
+
     Example:
         >>> pseudo = label_with(model.discriminator, x, y, idx)  # doctest: +SKIP
         >>> student = train_student(x, pseudo)  # doctest: +SKIP
     """
     from genaug.metrics.classify import train_augmented_classifier
 
+    check_int("rounds", rounds, minimum=1)
     if len(pseudo.labels) != len(images):
         raise ValueError(f"pseudo labels {len(pseudo.labels)} images, but images has {len(images)}")
-    keep = pseudo.keep(min_confidence)
-    return train_augmented_classifier(images[keep], pseudo.labels[keep], steps=steps,
-                                      num_classes=int(pseudo.labels.max()) + 1, seed=seed, device=device,
-                                      progress=progress)
+    num_classes = int(pseudo.labels.max()) + 1
+    student: nn.Module | None = None
+    for _ in range(rounds):
+        if student is not None:  # self-training: the next CNN learns the last one's labels
+            pseudo = label_with(student, images, pseudo.labels, pseudo.labelled)
+        keep = pseudo.keep(min_confidence)
+        student = train_augmented_classifier(images[keep], pseudo.labels[keep], steps=steps,
+                                             num_classes=num_classes, seed=seed, device=device, progress=progress)
+    return student
