@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from genaug._io import DiskFullError, OutputInUseError, atomic_write, check_output_path
 from genaug.train.config import TrainConfig, config_fields, list_training_families
 
-#: 'pretrain ssgan' keeps the GAN's checkpoint here (in --out) until the run completes.
+#: 'pretrain ssgan' keeps the GAN's checkpoint here (in --out); --resume continues from it.
 SSGAN_CHECKPOINT = "ssgan_checkpoint.pt"
 #: Exceptions that mean "the arguments, or what they name, are wrong": exit 2.
 USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
@@ -442,7 +442,6 @@ def _pretrain_ssgan(args: argparse.Namespace, x: Any, y: Any, data_name: str, te
         rounds = f", round {args.student_rounds} of self-training" if args.student_rounds > 1 else ""
         print(f"student CNN on the GAN's labels of all {len(y)} images ({args.student_steps} steps of 128{rounds}): "
               f"test accuracy {student_acc:.4f}; saved to {folder}")
-    checkpoint.unlink()  # the run is complete; its outputs replace it
     return 0
 
 

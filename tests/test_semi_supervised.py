@@ -397,7 +397,8 @@ def test_cli_pretrain_ssgan_resumes_after_sigterm(tmp_path, monkeypatch, capsys)
     (want, want_card), (got, card) = load_module(tmp_path / "a" / "classifier"), load_module(out / "classifier")
     _assert_equal(want.state_dict(), got.state_dict())
     assert card["provenance"]["test_accuracy"] == want_card["provenance"]["test_accuracy"]
-    assert not (out / SSGAN_CHECKPOINT).exists()  # the run is complete
+    assert main([*args, "--resume", str(out)]) == 0  # a complete run: the same GAN again, no training
+    _assert_equal(want.state_dict(), load_module(out / "classifier")[0].state_dict())
     assert main([*args, "--resume", str(tmp_path / "nothing")]) == 2
     assert f"no {SSGAN_CHECKPOINT} to resume from" in capsys.readouterr().err
     assert main([*args, "--resume", str(out), "--overwrite"]) == 2
