@@ -137,6 +137,25 @@ def _load_data(args: argparse.Namespace) -> tuple[Any, str]:
     return resolve_data(args.data, args.data_root, download=args.download, **_data_options(args))
 
 
+def _saved_run(out: Path) -> dict[str, Any] | None:
+    """The settings and data source in a run folder's checkpoint (None without one: a run
+    stopped while its labeller trained, or a checkpoint from before sources were kept)."""
+    from genaug._io import load_training_checkpoint
+    from genaug.train.trainer import CHECKPOINT_NAME
+
+    path = out / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    state = load_training_checkpoint(path)
+    if not isinstance(state.get("config"), dict) or "family" not in state["config"]:
+        raise ValueError(f"{path}: not a genaug train checkpoint (no config with a family)")
+    try:
+        config = TrainConfig.from_saved(state["config"]).to_dict()
+    except ValueError as err:
+        raise ValueError(f"{path}: checkpoint config is not valid in this version ({err})") from None
+    return {"config": config, "data_source": state.get("data_source") or {}}
+
+
 def _train(args: argparse.Namespace) -> int:
     from genaug.train import Trainer, TrainingInterrupted
     from genaug.train.trainer import check_run_folder
@@ -147,15 +166,33 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--resume {args.resume} writes into that folder; --out {args.out} names another")
     out = Path(args.resume or args.out or "runs/train")
     check_run_folder(out, resume=bool(args.resume), overwrite=args.overwrite)
-    settings: dict[str, Any] = {}
+    # A resumed run starts from its own settings and data; what the command line gives replaces them.
+    saved = _saved_run(out) if args.resume else None
+    if saved is not None:
+        if args.family is not None and args.family != saved["config"]["family"]:
+            raise ValueError(f"--resume {out} continues a {saved['config']['family']!r} run; FAMILY {args.family!r} "
+                             "names another (leave FAMILY out to continue it)")
+        args.family = saved["config"]["family"]
+    if args.family is None:
+        raise ValueError(f"give FAMILY, one of {list_training_families()}"
+                         + (f" (--resume {out} holds no checkpoint to take it from)" if args.resume else ""))
+    if args.data is None:
+        source = (saved or {}).get("data_source") or {}
+        if saved is not None and not source:
+            raise ValueError(f"--resume {out}: its checkpoint does not record the data it was trained on; "
+                             "give --data (and --data-root) as in the run's first command")
+        for key, value in (source or {"data": "sample"}).items():
+            setattr(args, key, value)
+    settings: dict[str, Any] = dict(saved["config"]) if saved else {}
     if args.config:
         _existing("--config", args.config, kind="file")
         try:
-            settings = json.loads(Path(args.config).read_text())
+            from_file = json.loads(Path(args.config).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"--config {args.config}: cannot read a JSON object ({err})") from None
-        if not isinstance(settings, dict):
-            raise ValueError(f"--config {args.config}: expected a JSON object, got {type(settings).__name__}")
+        if not isinstance(from_file, dict):
+            raise ValueError(f"--config {args.config}: expected a JSON object, got {type(from_file).__name__}")
+        settings.update(from_file)
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or key not in config_fields(args.family):
@@ -178,8 +215,9 @@ def _train(args: argparse.Namespace) -> int:
             _init_distributed(cfg)
         data, data_name = _load_data(args)
         try:
+            source = {"data": args.data, "data_root": args.data_root, **_data_options(args)}
             trainer = Trainer(cfg, data, out_dir=out, data_name=data_name, resume=bool(args.resume),
-                              overwrite=args.overwrite, command=_command_line())
+                              overwrite=args.overwrite, command=_command_line(), data_source=source)
         except TrainingInterrupted as err:  # SIGTERM while the semi-supervised GAN labelled the images
             print(f"{args.family}: interrupted while labelling the images, at labeller step {err.step} of "
                   f"{err.total} (checkpoint saved, resume with --resume {out})")
@@ -575,9 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a generator (or autoencoder) family",
                        description="Train a family on labelled images; see 'genaug list'.")
-    p.add_argument("family", choices=list_training_families(), metavar="FAMILY",
-                   help=f"one of: {', '.join(list_training_families())}")
-    p.add_argument("--data", default="sample", help=DATA_HELP)
+    p.add_argument("family", nargs="?", choices=list_training_families(), metavar="FAMILY",
+                   help=f"one of: {', '.join(list_training_families())} (with --resume: the run's own)")
+    p.add_argument("--data", help=DATA_HELP + " (default: sample; with --resume: the run's own data)")
     p.add_argument("--data-root", help="folder holding MNIST/raw (default: $GENAUG_DATA)")
     _data_flags(p)
     p.add_argument("--download", action="store_true", help="download MNIST if missing")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO
 from safetensors.torch import load_file
@@ -113,3 +114,37 @@ def test_few_labels_student_row_reports_the_gan_and_the_cnn(tmp_path, capsys, mo
     assert saved["settings"]["student_steps"] == 3
     table = capsys.readouterr().out
     assert "semi-supervised gan" in table and few_labels.STUDENT in table
+
+
+def test_augmentation_validation_holds_out_training_images_and_never_reads_the_test_set(tmp_path, monkeypatch):
+    seen = []
+    real_train_and_test = augmentation.train_and_test
+
+    def spy(x, y, tx, ty, **kw):
+        seen.append((x, tx))
+        return real_train_and_test(x, y, tx, ty, **kw)
+
+    monkeypatch.setattr(augmentation, "train_and_test", spy)
+    table = augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--labels", "10", "--cases", "low",
+                               "full", "--validation", "150", "--rows", "own", "--own-fraction", "0.25"])
+    train, test = augmentation._sample()[0], augmentation._sample()[2]
+    as_rows = {bytes(img.numpy()) for img in train}
+    for x, tx in seen:
+        assert len(tx) == 150
+        held_out = {bytes(img.numpy()) for img in tx}
+        assert held_out <= as_rows and not held_out & {bytes(img.numpy()) for img in test}
+        assert not held_out & {bytes(img.numpy()) for img in x}  # nor trained on
+    got = {(r["case"], r["row"]): r for r in table["rows"]}
+    # Only the asked-for low-data rows, at the own-label share; sizes name the smaller training set.
+    assert set(got) == {("low data, 8 per class", "real only"), ("low data, 8 per class",
+                        "+ cVAE trained on the N labels only"), ("full data (650)", "real only"),
+                        ("full data (650)", "+ mnist-cvae")}
+    assert got[("low data, 8 per class", "+ cVAE trained on the N labels only")]["fraction"] == 0.25
+    assert "validation accuracy (mean ± std)" in table["text"] and "150 held-out training images" in table["text"]
+    # One folder, one evaluation set: a test-set run into it is refused.
+    with pytest.raises(SystemExit, match="give another --out"):
+        augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--cases", "full"])
+    # A cached row is not reused for another share: the run is refused instead.
+    with pytest.raises(SystemExit, match="fraction.*0.25.*0.5.*give another --out"):
+        augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--labels", "10", "--cases", "low",
+                           "--validation", "150", "--rows", "own", "--own-fraction", "0.5"])

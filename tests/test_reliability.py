@@ -273,7 +273,7 @@ G = ["--generator", "gen"]
 # Each bad argument set, and a piece of the one-line message that names what was wrong.
 BAD_ARGUMENTS = [
     # train
-    (["train"], "the following arguments are required: FAMILY"),
+    (["train"], "give FAMILY, one of ["),
     (["train", "nope"], "argument FAMILY: invalid choice: 'nope'"),
     (["train", "cvae", "--epochs", "0"], "argument --epochs: expected an integer >= 1, got 0"),
     (["train", "cvae", "--epochs", "-3"], "argument --epochs: expected an integer >= 1, got -3"),

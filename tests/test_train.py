@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, TINY_MODEL
 
 import genaug
-from genaug.data import MNISTSample
+from genaug.data import MNISTSample, as_tensors
 from genaug.train import PRESETS, NonFiniteLossError, TrainConfig, Trainer, list_training_families
 
 FAMILIES = list_training_families()
@@ -159,6 +159,40 @@ def test_resume_refuses_other_settings(sample, tmp_path):
     Trainer(tiny_config("cvae", max_steps=2), sample, out_dir=tmp_path).fit()
     with pytest.raises(ValueError, match=r"different settings for \['lr'\]"):
         Trainer(tiny_config("cvae", max_steps=4, lr=0.1), sample, out_dir=tmp_path, resume=True)
+
+
+def test_resume_refuses_other_data(sample, tmp_path):
+    x, y = as_tensors(sample)
+    Trainer(tiny_config("cvae", max_steps=2), (x, y), out_dir=tmp_path).fit()
+    other = x.clone()
+    other[:, :, 0, 0] = 255 - other[:, :, 0, 0]  # one pixel of every image: same count, shape and classes
+    for data in ((x[:-16], y[:-16]), (other, y), (x, (y + 1) % 10)):
+        with pytest.raises(ValueError, match="written for other training data.*resume with the same data"):
+            Trainer(tiny_config("cvae", max_steps=4), data, out_dir=tmp_path, resume=True)
+    again = Trainer(tiny_config("cvae", max_steps=4), (x, y), out_dir=tmp_path, resume=True)
+    assert again.step == 2
+
+
+def test_cli_resume_takes_the_runs_family_settings_and_data(tmp_path):
+    out = tmp_path / "run"
+    first = ["--data", "sample", "--resize", "20", "--batch-size", "16", "--no-progress", "--set", "lr=0.002",
+             "--set", "tensorboard=\"off\"", "--set", 'model={"latent_dim": 4, "channels": [4, 8]}']
+    res = _cli("train", "cvae", *first, "--max-steps", "2", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    res = _cli("train", "--resume", str(out), "--max-steps", "4", "--no-progress")  # nothing else repeated
+    assert res.returncode == 0, res.stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and state["config"]["recipe"]["lr"] == 0.002
+    assert state["data"]["image_shape"] == [1, 20, 20] and state["data_source"]["resize"] == (20, 20)
+    # Other data, another family, or a changed setting on the command line are refused.
+    res = _cli("train", "--resume", str(out), "--data", "sample", "--max-steps", "6", "--no-progress")
+    assert res.returncode != 0 and "other training data" in res.stderr
+    res = _cli("train", "cdcgan", "--resume", str(out), "--max-steps", "6")
+    assert res.returncode != 0 and "continues a 'cvae' run" in res.stderr
+    res = _cli("train", "--resume", str(out), "--max-steps", "6", "--set", "lr=0.01")
+    assert res.returncode != 0 and "different settings for ['lr']" in res.stderr
+    res = _cli("train", "--epochs", "1")
+    assert res.returncode != 0 and "give FAMILY" in res.stderr
 
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(sample, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -120,9 +121,13 @@ class Trainer:
             ``config.cache_mb``, else streamed through a DataLoader (``config.data``).
         out_dir: where checkpoints, the shareable generator, grids and logs go.
         data_name: recorded in the generator card as the training data.
-        resume: continue from ``out_dir/checkpoint.pt`` (which must exist).
+        resume: continue from ``out_dir/checkpoint.pt`` (which must exist); a checkpoint of other
+            data (image count, shape, classes, or the images the seed picks) is refused.
         overwrite: replace an earlier run in ``out_dir``; without it (or ``resume``) a folder
             holding a run is refused, so a finished run is never silently overwritten.
+        command: the command line, recorded in the card.
+        data_source: how the data was given (e.g. the CLI's ``--data`` and ``--data-root``), kept in
+            the checkpoint so that ``genaug train --resume DIR`` can load the same data again.
 
     Example:
         >>> from genaug.data import MNISTSample
@@ -141,6 +146,7 @@ class Trainer:
         resume: bool = False,
         overwrite: bool = False,
         command: str | None = None,
+        data_source: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = config
         self.out_dir = Path(out_dir)
@@ -148,6 +154,7 @@ class Trainer:
         self.overwrite = overwrite and not resume
         self.data_name = data_name
         self.command = command
+        self.data_source = dict(data_source or {})
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
@@ -385,7 +392,18 @@ class Trainer:
             "extra": self.recipe.extra_state(),
             "rng": {"torch": torch.get_rng_state()},
             "init": self.init_provenance,
+            "data": self.data_fingerprint(),
+            "data_source": self.data_source,
         }
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must train on again: the image count, shape, classes, and a hash of
+        the 64 images (and labels) that the seed picks for the grids, rounded to 8 bits."""
+        x = self.fixed_real.detach().float().cpu().mul(255).round().to(torch.uint8)
+        digest = hashlib.sha256(x.numpy().tobytes())
+        digest.update(self.fixed_real_labels.cpu().to(torch.int64).numpy().tobytes())
+        return {"images": len(self.batches), "image_shape": list(self.batches.image_shape),
+                "classes": list(self.classes), "sample_sha256": digest.hexdigest()}
 
     def save_checkpoint(self) -> Path:
         path = self.out_dir / CHECKPOINT_NAME
@@ -412,6 +430,15 @@ class Trainer:
                 f"{path}: checkpoint was written with different settings for {diff}; "
                 "resume with the same config (only epochs and max_steps may change)"
             )
+        saved_data, data_now = state.get("data"), self.data_fingerprint()  # absent before this check existed
+        if saved_data is not None and saved_data != data_now:
+            def brief(d: dict[str, Any]) -> str:
+                return (f"{d['images']} images of shape {tuple(d['image_shape'])}, {len(d['classes'])} classes, "
+                        f"sample hash {d['sample_sha256'][:12]}")
+            source = state.get("data_source") or {}
+            hint = f" (it was started with {source})" if source else ""
+            raise ValueError(f"{path}: checkpoint was written for other training data{hint}: "
+                             f"{brief(saved_data)}; this run has {brief(data_now)}; resume with the same data")
         for k, net in self.recipe.nets.items():
             net.load_state_dict(state["nets"][k])
         for k, opt in self.recipe.optimizers.items():
