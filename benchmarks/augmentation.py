@@ -28,11 +28,16 @@ the row. Cases:
 
 Generators and results are cached in ``--out`` (one JSON per row and seed), so an
 interrupted run continues where it stopped and ``--stage report`` prints the table.
-Nothing here reads the test set except the final accuracy.
+Nothing here reads the test set except the final accuracy. ``--validation N`` holds out N
+training images (the same for every seed) and reports on them instead, never reading the test
+set: the way to choose a share (``--fraction``, ``--own-fraction``) or ``--gate``. ``--rows``
+runs a subset of the low-data rows. One ``--out`` folder holds one evaluation set.
 
     python benchmarks/augmentation.py --data-root DIR --out runs/augmentation
     python benchmarks/augmentation.py --data-root DIR --out runs/augmentation --cases low --labels 10 100
     python benchmarks/augmentation.py --out runs/augmentation --stage report
+    python benchmarks/augmentation.py --data-root DIR --out runs/aug-val --validation 10000 --cases low \\
+        --rows own --own-fraction 0.25
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ CASES = ("low", "imbalanced", "full")
 RARE = (5, 6, 7, 8, 9)
 TOPPED_UP = "real topped up to balance with a cVAE trained on it (balanced sampling)"
 RESAMPLED_MIX = "real, class-balanced resampling + the same cVAE in each batch"
+LOW_ROWS = ("own", "gated", "semi", "transfer")
+VALIDATION_SEED = 7777
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -81,6 +88,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--semi-epochs", type=int, default=3, help="epochs of the semi-supervised cVAE")
     ap.add_argument("--labeller-epochs", type=int, default=5, help="epochs of its labelling GAN")
     ap.add_argument("--imbalanced-epochs", type=int, default=5, help="epochs of the imbalanced-set cVAE")
+    ap.add_argument("--own-fraction", type=float, default=None,
+                    help="synthetic share of the own-label rows (default: --fraction)")
+    ap.add_argument("--rows", nargs="+", choices=LOW_ROWS, default=list(LOW_ROWS),
+                    help="rows of the low-data case to run (real only is always run)")
+    ap.add_argument("--validation", type=int, default=0, metavar="N",
+                    help="hold out N training images (the same ones for every seed) and report accuracy on "
+                         "them instead of the test set: for choosing shares and gates")
     ap.add_argument("--stage", choices=("run", "report"), default="run")
     ap.add_argument("--tiny", action="store_true",
                     help="a seconds-long check of every row on the bundled sample (no MNIST needed)")
@@ -95,10 +109,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             x, y = as_tensors(load_mnist(args.data_root))
             tx, ty = as_tensors(load_mnist(args.data_root, train=False))
+        if args.validation:  # the test set is then not used at all
+            x, y, tx, ty = hold_out(x, y, args.validation)
         Runner(args, out, x, y, tx, ty).run()
     table = report(out)
     print(table["text"])
     return table
+
+
+def hold_out(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    """(train x, train y, validation x, validation y): ``n`` images drawn by a fixed seed, the
+    same for every ``--seeds`` value, so that labelled subsets and generators never see them."""
+    if not 0 < n < len(x):
+        raise SystemExit(f"--validation must be between 1 and {len(x) - 1} (the training images), got {n}")
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, rest = perm[:n].sort().values, perm[n:].sort().values
+    return x[rest], y[rest], x[val], y[val]
 
 
 def _sample() -> tuple[torch.Tensor, ...]:
@@ -137,7 +163,16 @@ class Runner:
         self.steps = 3 if self.tiny else args.steps
         self.full_steps = 3 if self.tiny else args.full_steps
         self.start = time.time()
+        # The full set's size in row names (the tiny check keeps the names of the real run).
+        self.total = f"{len(x):,}" if args.validation else "60,000"
+        self.evaluated_on = f"validation ({len(tx)} held-out training images)" if args.validation else "test"
         (out / "results").mkdir(parents=True, exist_ok=True)
+        for path in (out / "results").glob("*.json"):  # one folder, one evaluation set
+            other = json.loads(path.read_text()).get("evaluated_on", "test")
+            if other != self.evaluated_on:
+                raise SystemExit(f"{out} holds results on {other}, this run reports on {self.evaluated_on}: "
+                                 "give another --out")
+            break
 
     def run(self) -> None:
         a = self.args
@@ -158,10 +193,12 @@ class Runner:
         idx = few_labels(self.y, n, seed=1000 + seed)
         x, y = self.x[idx], self.y[idx]
         case = f"low data, {n} per class"
+        own = a.fraction if a.own_fraction is None else a.own_fraction
         self.row(case, "real only", seed, lambda: self.fit(x, y, seed))
-        self.row(case, "+ cVAE trained on the N labels only", seed,
-                 lambda: self.fit(x, y, seed, mix=self.own_generator(n, seed, idx), fraction=a.fraction),
-                 fraction=a.fraction)
+        if "own" in a.rows:
+            self.row(case, "+ cVAE trained on the N labels only", seed,
+                     lambda: self.fit(x, y, seed, mix=self.own_generator(n, seed, idx), fraction=own),
+                     fraction=own)
 
         def gated() -> float:
             # The gate: the real-only CNN (same seed and steps) must give a sample's class >= --gate.
@@ -170,17 +207,19 @@ class Runner:
             gate = min(a.gate, 0.05) if self.tiny else a.gate
             gen = FilteredGenerator(self.own_generator(n, seed, idx), judge[0],
                                     config=FilterConfig(min_confidence=gate))
-            return self.fit(x, y, seed, mix=gen, fraction=a.fraction)
+            return self.fit(x, y, seed, mix=gen, fraction=own)
 
-        if a.gate > 0:
+        if a.gate > 0 and "gated" in a.rows:
             self.row(case, f"+ cVAE trained on the N labels only, gated (real-only CNN >= {a.gate})", seed, gated,
+                     fraction=own)
+        if "semi" in a.rows:
+            self.row(case, "+ cVAE semi-supervised (N labels + unlabelled rest)", seed,
+                     lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
                      fraction=a.fraction)
-        self.row(case, "+ cVAE semi-supervised (N labels + unlabelled rest)", seed,
-                 lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
-                 fraction=a.fraction)
-        self.row(case, f"+ {a.generator} (transfer: it saw all 60,000 labels)", seed,
-                 lambda: self.fit(x, y, seed, mix=genaug.load_generator(a.generator), fraction=a.fraction),
-                 fraction=a.fraction)
+        if "transfer" in a.rows:
+            self.row(case, f"+ {a.generator} (transfer: it saw all 60,000 labels)", seed,
+                     lambda: self.fit(x, y, seed, mix=genaug.load_generator(a.generator), fraction=a.fraction),
+                     fraction=a.fraction)
 
     def imbalanced(self, seed: int) -> None:
         keep = self.imbalanced_indices(seed)
@@ -209,11 +248,12 @@ class Runner:
                  lambda: self.fit(x, y, seed, weights=balanced, mix=self.imbalanced_generator(seed, keep),
                                   fraction=self.args.fraction),
                  fraction=self.args.fraction)
-        self.row(case, "balanced real set (all 60,000; the ceiling)", seed, lambda: self.fit(self.x, self.y, seed))
+        self.row(case, f"balanced real set (all {self.total}; the ceiling)", seed,
+                 lambda: self.fit(self.x, self.y, seed))
 
     def full(self, seed: int) -> None:
         a = self.args
-        case = "full data (60,000)"
+        case = f"full data ({self.total})"
         steps = self.full_steps
         self.row(case, "real only", seed, lambda: self.fit(self.x, self.y, seed, steps=steps), steps=steps)
         self.row(case, f"+ {a.generator}", seed,
@@ -228,11 +268,17 @@ class Runner:
         key = f"{case}|{row}|{seed}".replace("/", "_").replace(" ", "_")
         path = self.out / "results" / f"{key}.json"
         if path.exists():
+            cached = json.loads(path.read_text())
+            asked = {"fraction": fraction, "steps": steps or self.steps}
+            if {k: cached[k] for k in asked} != asked:
+                raise SystemExit(f"{path} was computed with {({k: cached[k] for k in asked})}, this run asks for "
+                                 f"{asked}: give another --out")
             return
         t = time.time()
         acc = compute()
         record = {"case": case, "row": row, "seed": seed, "accuracy": acc, "fraction": fraction,
-                  "steps": steps or self.steps, "seconds": round(time.time() - t, 1)}
+                  "steps": steps or self.steps, "seconds": round(time.time() - t, 1),
+                  "evaluated_on": self.evaluated_on}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record) + "\n")
         tmp.replace(path)
@@ -298,9 +344,14 @@ def report(out: Path) -> dict[str, Any]:
     """The table of every cached result: mean ± std over seeds, per case and row."""
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     found = [json.loads(path.read_text()) for path in (out / "results").glob("*.json")]
+    sets = {r.get("evaluated_on", "test") for r in found}
+    if len(sets) > 1:
+        raise SystemExit(f"{out} mixes results on {sorted(sets)}; report each from its own folder")
+    on = sets.pop() if sets else "test"
+    metric = "test accuracy" if on == "test" else "validation accuracy"
     for r in sorted(found, key=lambda r: (_rank(r["case"], r["row"]), r["seed"])):
         rows.setdefault((r["case"], r["row"]), []).append(r)
-    lines = ["| case | row | steps | synthetic share | test accuracy (mean ± std) | seeds | vs real only |",
+    lines = [f"| case | row | steps | synthetic share | {metric} (mean ± std) | seeds | vs real only |",
              "|---|---|---|---|---|---|---|"]
     means: dict[tuple[str, str], float] = {}
     table: dict[str, Any] = {"rows": []}
@@ -320,7 +371,7 @@ def report(out: Path) -> dict[str, Any]:
                               "seeds": len(accs), "steps": rs[0]["steps"]})
     imb = "imbalanced (classes 5-9 cut to 1%)"
     low = means.get((imb, "real only"))
-    ceiling = means.get((imb, "balanced real set (all 60,000; the ceiling)"))
+    ceiling = next((m for (case, row), m in means.items() if case == imb and row.endswith("the ceiling)")), None)
     if low is not None and ceiling is not None and ceiling > low:
         for row in ("real, class-balanced resampling", TOPPED_UP, RESAMPLED_MIX):
             if (imb, row) in means:
@@ -329,7 +380,8 @@ def report(out: Path) -> dict[str, Any]:
                              f"and the balanced full set ({ceiling:.2f}%) recovered")
                 table.setdefault("gap_recovered", {})[row] = share
     steps = sorted({r["steps"] for rs in rows.values() for r in rs})
-    lines.insert(0, f"MNIST test accuracy (%), small CNN trained {' or '.join(map(str, steps))} steps of 128 "
+    where = "" if on == "test" else f" ({on.split('(')[1].rstrip(')')})"
+    lines.insert(0, f"MNIST {metric} (%){where}, small CNN trained {' or '.join(map(str, steps))} steps of 128 "
                     "(per case, see the steps column) with random affine augmentation\n")
     table["text"] = "\n".join(lines)
     return table
