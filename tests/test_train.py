@@ -173,26 +173,28 @@ def test_resume_refuses_other_data(sample, tmp_path):
     assert again.step == 2
 
 
-def test_cli_resume_takes_the_runs_family_settings_and_data(tmp_path):
+def test_cli_resume_takes_the_runs_family_settings_and_data(tmp_path, capsys):
+    from genaug.cli import main
+
     out = tmp_path / "run"
     first = ["--data", "sample", "--resize", "20", "--batch-size", "16", "--no-progress", "--set", "lr=0.002",
-             "--set", "tensorboard=\"off\"", "--set", 'model={"latent_dim": 4, "channels": [4, 8]}']
-    res = _cli("train", "cvae", *first, "--max-steps", "2", "--out", str(out))
-    assert res.returncode == 0, res.stderr
-    res = _cli("train", "--resume", str(out), "--max-steps", "4", "--no-progress")  # nothing else repeated
-    assert res.returncode == 0, res.stderr
+             "--set", 'tensorboard="off"', "--set", 'model={"latent_dim": 4, "channels": [4, 8]}']
+    assert main(["train", "cvae", *first, "--max-steps", "2", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--max-steps", "4", "--no-progress"]) == 0  # nothing repeated
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4 and state["config"]["recipe"]["lr"] == 0.002
     assert state["data"]["image_shape"] == [1, 20, 20] and state["data_source"]["resize"] == (20, 20)
     # Other data, another family, or a changed setting on the command line are refused.
-    res = _cli("train", "--resume", str(out), "--data", "sample", "--max-steps", "6", "--no-progress")
-    assert res.returncode != 0 and "other training data" in res.stderr
-    res = _cli("train", "cdcgan", "--resume", str(out), "--max-steps", "6")
-    assert res.returncode != 0 and "continues a 'cvae' run" in res.stderr
-    res = _cli("train", "--resume", str(out), "--max-steps", "6", "--set", "lr=0.01")
-    assert res.returncode != 0 and "different settings for ['lr']" in res.stderr
-    res = _cli("train", "--epochs", "1")
-    assert res.returncode != 0 and "give FAMILY" in res.stderr
+    capsys.readouterr()
+    refused = [(["--data", "sample"], "other training data"), (["--set", "lr=0.01"], "different settings for ['lr']")]
+    for extra, message in refused:
+        assert main(["train", "--resume", str(out), "--max-steps", "6", "--no-progress", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["train", "cdcgan", "--resume", str(out), "--max-steps", "6"]) == 2
+    assert "continues a 'cvae' run" in capsys.readouterr().err
+    assert main(["train", "--epochs", "1"]) == 2
+    assert "give FAMILY" in capsys.readouterr().err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(sample, tmp_path):
