@@ -229,7 +229,8 @@ def _train(args: argparse.Namespace) -> int:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
-    state = "interrupted (checkpoint saved, resume with --resume)" if result.interrupted else "done"
+    state = f"interrupted (checkpoint saved; continue with: genaug train --resume {out})" if result.interrupted \
+        else "done"
     print(f"{args.family}: {state} at step {result.step}, epoch {result.epoch}; outputs in {out}")
     return 0
 
