@@ -141,7 +141,7 @@ def _saved_run(out: Path) -> dict[str, Any] | None:
     """The settings and data source in a run folder's checkpoint (None without one: a run
     stopped while its labeller trained, or a checkpoint from before sources were kept)."""
     from genaug._io import load_training_checkpoint
-    from genaug.train.trainer import CHECKPOINT_NAME
+    from genaug.train.trainer import CHECKPOINT_NAME, checkpoint_config
 
     path = out / CHECKPOINT_NAME
     if not path.is_file():
@@ -149,11 +149,7 @@ def _saved_run(out: Path) -> dict[str, Any] | None:
     state = load_training_checkpoint(path)
     if not isinstance(state.get("config"), dict) or "family" not in state["config"]:
         raise ValueError(f"{path}: not a genaug train checkpoint (no config with a family)")
-    try:
-        config = TrainConfig.from_saved(state["config"]).to_dict()
-    except ValueError as err:
-        raise ValueError(f"{path}: checkpoint config is not valid in this version ({err})") from None
-    return {"config": config, "data_source": state.get("data_source") or {}}
+    return {"config": checkpoint_config(state, path), "data_source": state.get("data_source") or {}}
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -127,12 +127,12 @@ def test_augmentation_validation_holds_out_training_images_and_never_reads_the_t
     monkeypatch.setattr(augmentation, "train_and_test", spy)
     table = augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--labels", "10", "--cases", "low",
                                "full", "--validation", "150", "--rows", "own", "--own-fraction", "0.25"])
-    train, test = augmentation._sample()[0], augmentation._sample()[2]
-    as_rows = {bytes(img.numpy()) for img in train}
+    train, _, test, _ = augmentation._sample()
+    as_rows, test_rows = {bytes(img.numpy()) for img in train}, {bytes(img.numpy()) for img in test}
     for x, tx in seen:
         assert len(tx) == 150
         held_out = {bytes(img.numpy()) for img in tx}
-        assert held_out <= as_rows and not held_out & {bytes(img.numpy()) for img in test}
+        assert held_out <= as_rows and not held_out & test_rows
         assert not held_out & {bytes(img.numpy()) for img in x}  # nor trained on
     got = {(r["case"], r["row"]): r for r in table["rows"]}
     # Only the asked-for low-data rows, at the own-label share; sizes name the smaller training set.

@@ -87,6 +87,14 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def checkpoint_config(state: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The :class:`TrainConfig` dict of a loaded training checkpoint, in this version's layout."""
+    try:
+        return TrainConfig.from_saved(state["config"]).to_dict()
+    except ValueError as err:
+        raise ValueError(f"{path}: checkpoint config is not valid in this version ({err})") from None
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     """Seed for the noise of one step: a pure function of (seed, rank, step), so resume is exact."""
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -415,10 +423,8 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         state = load_training_checkpoint(path)
         ignored = ("epochs", "max_steps", "progress", "device", "data", "cache_mb", "num_workers")
-        try:
-            saved_cfg = TrainConfig.from_saved(state["config"]).to_dict()
-        except ValueError as err:
-            raise ValueError(f"{path}: checkpoint config is not valid in this version ({err})") from None
+        saved_cfg = checkpoint_config(state, path)
+
         def flat(d: dict[str, Any]) -> dict[str, Any]:  # recipe fields beside the loop's, for the message
             return {**{k: v for k, v in d.items() if k != "recipe"}, **d["recipe"]}
 
