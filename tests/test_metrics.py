@@ -87,16 +87,18 @@ def test_tstr_and_report(data, judge):
     assert report["class_coverage"] == 1.0 and report["label_fidelity"] > 0.9
 
 
-def test_judge_and_evaluate_cli(tmp_path):
+def test_judge_and_evaluate_cli(tmp_path, capsys):
     import json
-    import subprocess
-    import sys
+    from types import SimpleNamespace
 
     from helpers import tiny_generator
 
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "genaug.cli", *args], capture_output=True, text=True,
-                              timeout=600)
+    from genaug.cli import main
+
+    def run(*args):  # in-process: the CLI's own code, without a Python start-up per command
+        returncode = main(list(args))
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=returncode, stdout=captured.out, stderr=captured.err)
 
     res = run("judge", "train", "--data", "sample", "--epochs", "2", "--out", str(tmp_path / "judge"),
               "--no-progress")

@@ -350,8 +350,9 @@ def test_every_family_trains_on_each_shape_from_the_api_and_the_cli(shape, shape
 
     data, _ = resolve_data(str(shaped_npz[shape]))
     for family in list_training_families():
+        # One grid image per class (8 unconditional): the diffusion families' grids at 64x64 are slow on a CPU.
         cfg = TrainConfig(family=family, max_steps=1, batch_size=8, progress=False, device="cpu",
-                          tensorboard="off")
+                          tensorboard="off", grid_per_class=1)
         trainer = Trainer(cfg, data, out_dir=tmp_path / "api" / family)
         trainer.fit()
         assert trainer.batches.image_shape == shape, family
@@ -360,7 +361,8 @@ def test_every_family_trains_on_each_shape_from_the_api_and_the_cli(shape, shape
         mlp = cfg.preset.model == "gan"
         assert set(stages.values()) == (set() if mlp else {stride2_stages(shape)}), (family, stages)
         rc = main(["train", family, "--data", str(shaped_npz[shape]), "--max-steps", "1", "--batch-size", "8",
-                   "--out", str(tmp_path / "cli" / family), "--no-progress", "--set", 'tensorboard="off"'])
+                   "--out", str(tmp_path / "cli" / family), "--no-progress", "--set", 'tensorboard="off"',
+                   "--set", "grid_per_class=1"])
         assert rc == 0, (family, capsys.readouterr().err)
         if family != "autoencoder":
             gen = genaug.load_generator(tmp_path / "cli" / family)

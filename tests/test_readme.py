@@ -23,7 +23,8 @@ from genaug.data import MNISTSample
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Sizes, and the one threshold that a generator trained for four steps can't meet.
 TINY = {"--min-confidence": "0.0", "--epochs": "1", "--per-class": "2", "--num-samples": "40", "--n": "40",
-        "--tstr-epochs": "1", "--labels-per-class": "2", "--nproc-per-node": "2"}
+        "--tstr-epochs": "1", "--labels-per-class": "2", "--nproc-per-node": "2",
+        "--student-steps": "20", "--labeller-epochs": "1"}
 
 
 def readme_commands() -> list[list[str]]:
@@ -63,6 +64,8 @@ def tiny(argv: list[str]) -> list[str]:
             i += 1
     if out[0] == "train":
         out += ["--max-steps", "4" if "--resume" in out else "2", "--no-progress"]
+        if "--labels-per-class" in out and "--labeller-epochs" not in out:  # the labelling GAN's default is a size too
+            out += ["--labeller-epochs", TINY["--labeller-epochs"]]
     if out[0] in ("export", "pretrain", "judge"):
         out.append("--no-progress")
     if out[0] == "pretrain":

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 from conftest import REPO, TINY_MODEL
 
 import genaug
@@ -50,6 +51,15 @@ def test_family_trains_a_few_steps(family, sample, tmp_path):
         gen = genaug.load_generator(tmp_path)
         labels = torch.arange(4) if gen.num_classes else torch.full((4,), -1)
         assert gen.sample(labels).shape == (4, 1, 28, 28)
+
+
+@pytest.mark.parametrize(("family", "cols", "rows"), [("cvae", 2, 10), ("vae", 8, 2)])
+def test_grid_holds_grid_per_class_images_per_class(family, cols, rows, sample, tmp_path):
+    # A conditional grid: one row per class; an unconditional one: 8 * grid_per_class images in rows of 8.
+    Trainer(tiny_config(family, max_steps=1, grid_per_class=2), sample, out_dir=tmp_path).fit()
+    (grid,) = (tmp_path / "grids").glob("*.png")
+    with Image.open(grid) as img:  # save_image's 2-pixel padding around 28x28 cells
+        assert img.size == (cols * 30 + 2, rows * 30 + 2)
 
 
 def test_source_training_advice_defaults():

@@ -54,7 +54,8 @@ class TrainConfig(ModelConfig):
         ema_decay: EMA of the generator's weights (0: off); sampling uses the EMA.
         checkpoint_every: steps between training checkpoints (0: only at epoch ends).
         log_every: steps between log lines.
-        grid_per_class: samples per row of the per-epoch grid.
+        grid_per_class: samples per class in the per-epoch grid, one row each (an unconditional
+            grid has 8 * grid_per_class, in rows of 8).
         seed: seeds weights, noise and data order.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         amp: "auto" (bf16 autocast on CUDA) or "off".

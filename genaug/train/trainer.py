@@ -384,7 +384,7 @@ class Trainer:
         per = self.cfg.grid_per_class
         if k:
             return torch.arange(k).repeat_interleave(per)
-        return torch.full((64,), -1)
+        return torch.full((8 * per,), -1)  # rows of 8
 
     # ------------------------------------------------------------------ state
 
