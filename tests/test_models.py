@@ -185,6 +185,8 @@ def test_configurable_image_size_and_channels():
         (GANConfig, {"latent_dim": 0}, "latent_dim", ">= 1"),
         (GANConfig, {"g_dropout": 1.5}, "g_dropout", "[0.0, 1.0)"),
         (BEGANConfig, {"g_dropout": 0.5}, "g_dropout", "must be 0 for BEGAN"),
+        (BEGANConfig, {"decoder": "unet"}, "decoder", "['compact', 'paper']"),
+        (BEGANConfig, {"d_output": "sigmoid"}, "d_output", "['tanh', 'linear']"),
         (VAEConfig, {"image_shape": (1, 30, 30)}, "image_shape", "divisible by 4"),
         (VAEConfig, {"num_classes": -1}, "num_classes", ">= 0"),
         (VAEConfig, {"latent_dim": 2.5}, "latent_dim", "int"),
@@ -300,3 +302,21 @@ def test_thin_output_layer_gives_the_same_images(name, monkeypatch):
     slow = gen.sample(labels, generator=torch.Generator().manual_seed(5))
     assert (fast - slow).abs().max() <= 1e-6
     assert fast.is_contiguous()
+
+
+def test_began_paper_decoder_has_two_convolutions_per_resolution_and_d_output_sets_the_squashing():
+    from genaug.models.gan import BEGAN
+
+    tiny = {**TINY_MODEL["began"], "num_classes": 10}
+    for decoder, d_output in (("compact", "tanh"), ("paper", "tanh"), ("compact", "linear"), ("paper", "linear")):
+        model = BEGAN(BEGANConfig(**tiny, decoder=decoder, d_output=d_output))
+        convs = [m for m in model.generator.decoder.net if isinstance(m, torch.nn.Conv2d)]
+        # 28x28 from 7x7: the compact layout has one per upsampling; the paper's two at each of 7, 14 and 28, then one.
+        assert len(convs) == (2 if decoder == "compact" else 7)
+        fake = model.generator(torch.randn(4, tiny["latent_dim"]), Y)
+        assert fake.shape == (4, 1, 28, 28) and fake.abs().max() <= 1  # G keeps its tanh
+        with torch.no_grad():  # push D's reconstruction far above 1: only a tanh squashes it
+            model.discriminator.decoder.net[-1].bias.fill_(5.0)
+        recon = model.discriminator(X, Y)
+        assert recon.shape == X.shape
+        assert (recon.max() > 4) == (d_output == "linear")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import torch
-from PIL import Image
 from conftest import REPO, TINY_MODEL
+from PIL import Image
 
 import genaug
 from genaug.data import MNISTSample, as_tensors
@@ -181,6 +181,36 @@ def test_resume_refuses_other_data(sample, tmp_path):
             Trainer(tiny_config("cvae", max_steps=4), data, out_dir=tmp_path, resume=True)
     again = Trainer(tiny_config("cvae", max_steps=4), (x, y), out_dir=tmp_path, resume=True)
     assert again.step == 2
+
+
+def test_resume_refuses_a_model_built_with_other_settings_and_says_how_to_resume(sample, tmp_path):
+    # What a preset whose model defaults changed after the run started looks like: the run relied on
+    # a default (decoder="compact" here) that the same config no longer gives.
+    tiny = TINY_MODEL["began"]
+    Trainer(tiny_config("began", max_steps=2, model={**tiny, "decoder": "compact"}), sample, out_dir=tmp_path).fit()
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["config"]["model"] = dict(tiny)  # as if "compact" had been the preset's default
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"model was built with other settings for \['decoder'\] "
+                                         r"\(decoder='compact', now 'paper'\).*"
+                                         r"resume with --set 'model=\{\"decoder\": \"compact\"\}'"):
+        Trainer(tiny_config("began", max_steps=4), sample, out_dir=tmp_path, resume=True)
+    # A checkpoint from before model configs were saved: the weights that don't fit are named in one line.
+    del state["model_config"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"the checkpoint's generator weights do not fit the model this config "
+                                         r"builds \(.*\); the 'began' preset's model defaults may have changed"):
+        Trainer(tiny_config("began", max_steps=4), sample, out_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"different settings for \['model'\] \(\['d_latent'\]\)"):
+        Trainer(tiny_config("began", max_steps=4, model={**tiny, "d_latent": 4}), sample, out_dir=tmp_path,
+                resume=True)
+    # With the model settings it was trained with (as the messages say), it resumes, old checkpoint or new.
+    pinned = {**tiny, "decoder": "compact"}
+    resumed = Trainer(tiny_config("began", max_steps=4, model=pinned), sample, out_dir=tmp_path, resume=True)
+    assert resumed.step == 2 and resumed.fit().step == 4
+    again = Trainer(tiny_config("began", max_steps=6, model=pinned), sample, out_dir=tmp_path, resume=True)
+    assert again.step == 4 and again.fit().step == 6
 
 
 def test_cli_resume_takes_the_runs_family_settings_and_data(tmp_path, capsys):

@@ -390,6 +390,13 @@ class BEGANConfig(GANConfigBase):
             None: derived from the image size, ``d_width`` first.
         d_width: the encoder's first-stage channels when ``d_channels`` is None (default 32).
         d_latent: size of the discriminator's bottleneck code.
+        decoder: layout of both decoders. ``"compact"``: one 3x3 convolution after each
+            upsampling, the last one to the image. ``"paper"``: the paper's, two 3x3
+            convolutions with ELU at every resolution (the coarsest and the image's included),
+            then a 3x3 convolution to the image.
+        d_output: ``"tanh"`` squashes the discriminator's reconstruction into [-1, 1];
+            ``"linear"`` leaves it as the last convolution gives it, as in the paper. (The
+            generator always ends in tanh.)
     """
 
     latent_dim: int = 64
@@ -398,6 +405,8 @@ class BEGANConfig(GANConfigBase):
     d_channels: tuple[int, ...] | None = None
     d_width: int | None = None
     d_latent: int = 64
+    decoder: str = "compact"
+    d_output: str = "tanh"
 
     def __post_init__(self) -> None:
         resolve_stage_channels(self, "g_channels", "g_width", 64, coarse_first=True)
@@ -413,12 +422,46 @@ class BEGANConfig(GANConfigBase):
         if self.g_dropout:
             raise ValueError(f"g_dropout must be 0 for BEGAN (its generator has no dropout), got {self.g_dropout}")
         check_int("d_latent", self.d_latent, minimum=1)
+        check_choice("decoder", self.decoder, ("compact", "paper"))
+        check_choice("d_output", self.d_output, ("tanh", "linear"))
 
 
-def _began_decoder(in_features: int, channels: tuple[int, ...], config: BEGANConfig) -> ConvDecoder:
-    """The paper's decoder, shared by BEGAN's generator and its discriminator: nearest
-    upsampling and 3x3 convolutions with ELU (``channels`` in encoder order)."""
+class BEGANPaperDecoder(nn.Module):
+    """BEGAN's decoder as in the paper (Berthelot et al., 2017, figure 1): dense (no activation) to
+    the coarsest map, two 3x3 convolutions with ELU at every resolution, nearest upsampling
+    between, then a 3x3 convolution to the image (pre-activation values).
+
+    ``channels`` in encoder order; the image's resolution keeps the finest width.
+    """
+
+    def __init__(self, in_features: int, channels: tuple[int, ...], out_channels: int,
+                 image_hw: tuple[int, int]) -> None:
+        super().__init__()
+        scale = 2 ** len(channels)
+        widths = tuple(reversed(channels)) + (channels[0],)  # coarsest first, one per resolution
+        self.start_shape = (widths[0], image_hw[0] // scale, image_hw[1] // scale)
+        self.fc = nn.Linear(in_features, widths[0] * self.start_shape[1] * self.start_shape[2])
+        layers: list[nn.Module] = []
+        c = widths[0]
+        for i, width in enumerate(widths):
+            if i:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ELU(), nn.Conv2d(width, width, 3, padding=1), nn.ELU()]
+            c = width
+        layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.fc(h).view(-1, *self.start_shape).contiguous(memory_format=torch.channels_last)
+        return self.net(x).contiguous()
+
+
+def _began_decoder(in_features: int, channels: tuple[int, ...], config: BEGANConfig) -> nn.Module:
+    """The decoder shared by BEGAN's generator and its discriminator: nearest upsampling and
+    3x3 convolutions with ELU (``channels`` in encoder order), in ``config.decoder``'s layout."""
     c, h, w = config.image_shape
+    if config.decoder == "paper":
+        return BEGANPaperDecoder(in_features, channels, c, (h, w))
     return ConvDecoder(in_features, channels, c, (h, w), kernel_size=3, activation="elu", upsample="nearest")
 
 
@@ -436,7 +479,8 @@ class BEGANGenerator(nn.Module):
 
 
 class BEGANDiscriminator(nn.Module):
-    """Autoencoder discriminator: returns the reconstruction of its input, in [-1, 1].
+    """Autoencoder discriminator: returns the reconstruction of its input (in [-1, 1] through a
+    tanh, or unbounded with ``d_output="linear"``).
 
     Its features are the encoder's last convolution, flattened (before the bottleneck code).
     """
@@ -462,7 +506,8 @@ class BEGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         code = join_label_vector(self.to_code(self.features(x, labels)), labels, self.config.num_classes)
-        return torch.tanh(self.decoder(code))
+        recon = self.decoder(code)
+        return torch.tanh(recon) if self.config.d_output == "tanh" else recon
 
 
 @register_model("began", config=BEGANConfig, generator="gan")

@@ -402,6 +402,7 @@ class Trainer:
             "init": self.init_provenance,
             "data": self.data_fingerprint(),
             "data_source": self.data_source,
+            "model_config": self.model_cfg.to_dict(),
         }
 
     def data_fingerprint(self) -> dict[str, Any]:
@@ -422,7 +423,8 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         state = load_training_checkpoint(path)
-        ignored = ("epochs", "max_steps", "progress", "device", "data", "cache_mb", "num_workers")
+        # The model's settings are compared as the model they build (_check_model_config).
+        ignored = ("epochs", "max_steps", "progress", "device", "data", "cache_mb", "num_workers", "model")
         saved_cfg = checkpoint_config(state, path)
 
         def flat(d: dict[str, Any]) -> dict[str, Any]:  # recipe fields beside the loop's, for the message
@@ -445,8 +447,18 @@ class Trainer:
             hint = f" (it was started with {source})" if source else ""
             raise ValueError(f"{path}: checkpoint was written for other training data{hint}: "
                              f"{brief(saved_data)}; this run has {brief(data_now)}; resume with the same data")
+        self._check_model_config(state, saved_cfg["model"], path)
         for k, net in self.recipe.nets.items():
-            net.load_state_dict(state["nets"][k])
+            try:
+                net.load_state_dict(state["nets"][k])
+            except RuntimeError as err:  # a checkpoint from before model configs were saved
+                detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+                detail = detail if len(detail) <= 160 else detail[:160] + " ..."
+                raise ValueError(
+                    f"{path}: the checkpoint's {k} weights do not fit the model this config builds ({detail}); "
+                    f"the {self.cfg.family!r} preset's model defaults may have changed since it was written: "
+                    "resume with the model settings it was trained with (--set 'model={...}')"
+                ) from None
         for k, opt in self.recipe.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         if self.ema is not None:
@@ -456,6 +468,28 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.init_provenance = dict(state.get("init", {}))
         self.last_checkpoint = (Path(path), self.step)
+
+    def _check_model_config(self, state: dict[str, Any], saved_model: dict[str, Any],
+                            path: str | os.PathLike[str]) -> None:
+        """Refuse a checkpoint whose model was built with other settings (e.g. written before a
+        preset's model defaults changed), naming them and how to resume with them."""
+        saved = state.get("model_config")
+        if saved is None:  # written before model configs were saved: its model settings may only be
+            # pinned (e.g. to a preset's former defaults); the weights then show whether they fit
+            changed = sorted(k for k in saved_model if self.cfg.model.get(k, object()) != saved_model[k])
+            if changed:
+                raise ValueError(f"{path}: checkpoint was written with different settings for ['model'] "
+                                 f"({changed}); resume with the same config (only epochs and max_steps may change)")
+            return
+        saved, now = (json.loads(json.dumps(d)) for d in (saved, self.model_cfg.to_dict()))
+        diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+        if diff:
+            kept = json.dumps({k: saved[k] for k in diff if k in saved})
+            raise ValueError(
+                f"{path}: checkpoint's model was built with other settings for {diff} "
+                f"({', '.join(f'{k}={saved.get(k)!r}, now {now.get(k)!r}' for k in diff)}), e.g. written before "
+                f"the {self.cfg.family!r} preset's model defaults changed; resume with --set 'model={kept}'"
+            )
 
     # ------------------------------------------------------------------ outputs
 
