@@ -476,7 +476,8 @@ class Trainer:
         saved = state.get("model_config")
         if saved is None:  # written before model configs were saved: its model settings may only be
             # pinned (e.g. to a preset's former defaults); the weights then show whether they fit
-            changed = sorted(k for k in saved_model if self.cfg.model.get(k, object()) != saved_model[k])
+            given = json.loads(json.dumps(dict(self.cfg.model)))
+            changed = sorted(k for k, v in json.loads(json.dumps(saved_model)).items() if given.get(k, object()) != v)
             if changed:
                 raise ValueError(f"{path}: checkpoint was written with different settings for ['model'] "
                                  f"({changed}); resume with the same config (only epochs and max_steps may change)")
