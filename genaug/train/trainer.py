@@ -473,16 +473,19 @@ class Trainer:
                             path: str | os.PathLike[str]) -> None:
         """Refuse a checkpoint whose model was built with other settings (e.g. written before a
         preset's model defaults changed), naming them and how to resume with them."""
+        def plain(d: dict[str, Any]) -> dict[str, Any]:  # as JSON, so that tuples and lists compare alike
+            return json.loads(json.dumps(d))
+
         saved = state.get("model_config")
         if saved is None:  # written before model configs were saved: its model settings may only be
             # pinned (e.g. to a preset's former defaults); the weights then show whether they fit
-            given = json.loads(json.dumps(dict(self.cfg.model)))
-            changed = sorted(k for k, v in json.loads(json.dumps(saved_model)).items() if given.get(k, object()) != v)
+            given = plain(dict(self.cfg.model))
+            changed = sorted(k for k, v in plain(saved_model).items() if given.get(k, object()) != v)
             if changed:
                 raise ValueError(f"{path}: checkpoint was written with different settings for ['model'] "
                                  f"({changed}); resume with the same config (only epochs and max_steps may change)")
             return
-        saved, now = (json.loads(json.dumps(d)) for d in (saved, self.model_cfg.to_dict()))
+        saved, now = plain(saved), plain(self.model_cfg.to_dict())
         diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
         if diff:
             kept = json.dumps({k: saved[k] for k in diff if k in saved})
