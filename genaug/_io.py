@@ -358,10 +358,14 @@ def save_training_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]
     atomic_write(Path(path), lambda p: torch.save(state, p))
 
 
-def load_training_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a training checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
+def load_training_checkpoint(path: str | os.PathLike[str], *, mmap: bool = False) -> dict[str, Any]:
+    """Load a training checkpoint with ``weights_only=True`` (no arbitrary unpickling).
+
+    ``mmap=True`` maps the file instead of reading it: tensors are read only when touched, so a look
+    at the settings stays cheap however large the weights are.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises several types for bad files

@@ -146,7 +146,7 @@ def _saved_run(out: Path) -> dict[str, Any] | None:
     path = out / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    state = load_training_checkpoint(path)
+    state = load_training_checkpoint(path, mmap=True)  # the settings only: the Trainer reads the weights
     if not isinstance(state.get("config"), dict) or "family" not in state["config"]:
         raise ValueError(f"{path}: not a genaug train checkpoint (no config with a family)")
     return {"config": checkpoint_config(state, path), "data_source": state.get("data_source") or {}}
