@@ -254,7 +254,11 @@ def test_bundled_generators_sample_as_before(name, truncation):
     x = gen.sample(torch.arange(10).repeat_interleave(2), generator=torch.Generator().manual_seed(1234),
                    truncation=truncation)
     expected = torch.from_numpy(REFERENCE[f"{name}@{truncation}"].astype(np.float32))
-    torch.testing.assert_close(x, expected, atol=1e-3, rtol=0)
+    # mnist-cdcgan's bundled weights are its float32 weights rounded to float16 since the reference was
+    # drawn: a few pixels move by up to about 2e-3, the mean by about 4e-5.
+    atol = 5e-3 if name == "mnist-cdcgan" else 1e-3
+    torch.testing.assert_close(x, expected, atol=atol, rtol=0)
+    assert (x - expected).abs().mean() < 2e-4
 
 
 def test_bundled_judge_is_as_before():

@@ -67,12 +67,15 @@ def test_bundled_samples_are_their_class(name):
     assert label_fidelity(judge, images, labels) >= 0.95
 
 
-def test_bundled_gate_names_the_bundled_cddpm_and_is_not_the_judge():
-    # The gated generator stores only its gate; the judge that measures fidelity is another network.
-    card = json.loads((bundled_path("mnist-cddpm-gated") / "config.json").read_text())
-    base = json.loads((bundled_path("mnist-cddpm") / "config.json").read_text())
-    assert card["base"]["registered"] == "mnist-cddpm" and card["base"]["weights_sha256"] == base["weights_sha256"]
+def test_bundled_gated_cddpm_samples_without_guidance_behind_a_gate_that_is_not_the_judge():
+    # The gated generator holds its own U-Net (a longer-trained one than mnist-cddpm's) and its gate;
+    # the judge that measures fidelity is another network.
     gen = genaug.load_generator("mnist-cddpm-gated")
-    assert gen.base.network.config.guidance == 0.0 and gen.config.min_confidence >= 0.5
+    base = gen.base.network.config
+    assert base.guidance == 0.0 and gen.config.min_confidence >= 0.5
+    assert base.sample_steps == 40
+    cddpm = genaug.load_generator("mnist-cddpm")
+    assert any(not torch.equal(a.float(), b.float()) for a, b in
+               zip(gen.base.network.state_dict().values(), cddpm.network.state_dict().values()))
     judge, _ = load_module(bundled_path("mnist-judge"))
     assert gen.judge.config.hidden != judge.config.hidden
