@@ -1,4 +1,4 @@
-"""Command line: ``genaug train | sample | export | pretrain | judge | evaluate | list``.
+"""Command line: ``genaug train | sample | export | pretrain | judge | prior | evaluate | list``.
 
 Every mistake in the arguments, the files they name or the outputs they would write is found
 before any long work, and reported as one line on stderr with exit status 2. A run that fails
@@ -258,13 +258,8 @@ def _open_generator(args: argparse.Namespace, device: Any):
 
     names = args.generator
     weights = None
-    from genaug.registry import NAMED
-
     for name in names:
-        if name not in NAMED and not Path(name).exists():
-            raise FileNotFoundError(
-                f"--generator {name}: no registered generator of that name and no such file or folder; "
-                f"registered names: {sorted(NAMED)}")
+        _check_generator_name(name)
     if args.mix_weights is not None:
         if len(names) < 2:
             raise ValueError(f"--mix-weights needs two or more --generator, got {len(names)}")
@@ -274,6 +269,15 @@ def _open_generator(args: argparse.Namespace, device: Any):
     if len(names) == 1:
         return load_generator(names[0], device=device)
     return MixtureGenerator([load_generator(n, device=device) for n in names], weights=weights)
+
+
+def _check_generator_name(name: str) -> None:
+    from genaug.registry import NAMED
+
+    if name not in NAMED and not Path(name).exists():
+        raise FileNotFoundError(
+            f"--generator {name}: no registered generator of that name and no such file or folder; "
+            f"registered names: {sorted(NAMED)}")
 
 
 def _generator_name(args: argparse.Namespace) -> str:
@@ -520,6 +524,49 @@ def _judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prior(args: argparse.Namespace) -> int:
+    import time
+
+    from genaug.data.labelled import dataset_classes
+    from genaug.data.sources import labelled_tensors as as_tensors
+    from genaug.device import get_device
+    from genaug.generators import VAEGenerator
+    from genaug.generators.prior import fit_latent_prior
+    from genaug.generators.wrappers import same_classes
+    from genaug.hub import load_generator
+
+    _run_folder_free("--out", args.out, args.overwrite)
+    _check_generator_name(args.generator)
+    gen = load_generator(args.generator, device=get_device(args.device))
+    if not isinstance(gen, VAEGenerator) or not gen.num_classes:
+        kind = f"an unconditional {gen.family!r}" if isinstance(gen, VAEGenerator) else f"a {gen.family!r}"
+        raise ValueError(f"--generator {args.generator}: expected a conditional VAE (a cvae or cvae-wide run, "
+                         f"or mnist-cvae), got {kind} generator")
+    if args.val_split is not None:
+        data, _, data_name = _splits(args, args.download)
+    else:
+        data, data_name = _load_data(args)
+    classes = dataset_classes(data)
+    if classes is not None and not same_classes(classes, gen.classes):
+        raise ValueError(f"--data {args.data} has classes {list(classes)} but --generator {args.generator} "
+                         f"has {list(gen.classes)}; the prior is fitted under the generator's own labels")
+    x, y = as_tensors(data)
+    if tuple(x.shape[1:]) != tuple(gen.image_shape):
+        raise ValueError(f"--data {args.data} holds {tuple(x.shape[1:])} images but --generator {args.generator} "
+                         f"makes {tuple(gen.image_shape)}; use --resize / --mode to match")
+    start = time.perf_counter()
+    prior = fit_latent_prior(gen, x.float() / 255, y, components=args.components, iterations=args.iterations,
+                             seed=args.seed)
+    seconds = time.perf_counter() - start
+    prior.save_pretrained(args.out, provenance={
+        "command": _command_line(), "base": str(args.generator), "base_provenance": dict(gen.provenance),
+        "latent_prior": {"components": args.components, "iterations": args.iterations, "seed": args.seed,
+                         "fitted_on": data_name, "seconds": round(seconds, 1)}})
+    print(f"fitted {args.components} components per class on {len(x)} images in {seconds:.1f} s; "
+          f"saved {args.out}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from genaug.checkpoint import load_module
     from genaug.data.labelled import dataset_classes
@@ -728,6 +775,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a judge already in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_judge)
+
+    p = sub.add_parser(
+        "prior", help="fit a per-class Gaussian mixture prior to a cVAE's latent space",
+        description="Ex-post density estimation (Ghosh et al., 2020): fit a full-covariance Gaussian mixture per "
+                    "class to a conditional VAE's encoder means of --data, and save a generator that samples "
+                    "the VAE's decoder from it instead of N(0, I).")
+    p.add_argument("action", choices=["fit"])
+    p.add_argument("--generator", required=True, help="a conditional VAE: registered name or saved folder")
+    p.add_argument("--data", default="mnist", help=DATA_HELP + " (the generator's training images)")
+    p.add_argument("--val-split", type=FRACTION,
+                   help="fit on the rest of --data after holding out this fraction, as evaluate --val-split does")
+    p.add_argument("--data-root", help="folder holding MNIST/raw or a torchvision dataset's files")
+    _data_flags(p)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--components", type=COUNT, default=10, help="mixture components per class (default 10)")
+    p.add_argument("--iterations", type=COUNT, default=100, help="EM iterations per class (default 100)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=device_help)
+    p.add_argument("--out", required=True, help="output folder for the generator with its prior")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier output in --out")
+    p.set_defaults(func=_prior, test_data=None)
 
     p = sub.add_parser("evaluate", help="judge-FID, KID, precision/recall, label fidelity, coverage, TSTR")
     p.add_argument("--generator", required=True, action="append", help=gen_many)

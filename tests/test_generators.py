@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 from helpers import tiny_generator
@@ -322,8 +325,47 @@ def test_latent_prior_bad_input():
         genaug.fit_latent_prior(base, x, y[:5], components=1)
     with pytest.raises(TypeError, match="conditional VAEGenerator"):
         genaug.fit_latent_prior(tiny_generator("dcgan"), x, y)
+    # a class whose images all encode to one latent mean (posterior collapse) is named, not fitted
+    collapsed = torch.rand(20, 1, 28, 28)
+    collapsed[y == 3] = 0.5
+    with pytest.raises(ValueError, match=r"class\(es\) \[3\] to only \[1\] distinct latent mean"):
+        genaug.fit_latent_prior(base, collapsed, y, components=2)
     with pytest.raises(TypeError, match="conditional VAEGenerator"):
         genaug.fit_latent_prior(tiny_generator("vae", 0), x, y)
+
+
+def test_prior_fit_cli_fits_saves_and_refuses_bad_input(tmp_path, capsys):
+    from genaug.cli import main
+
+    out = tmp_path / "gmm"
+    assert main(["prior", "fit", "--generator", "mnist-cvae", "--data", "sample", "--val-split", "0.2",
+                 "--components", "2", "--iterations", "5", "--out", str(out)]) == 0
+    prior = genaug.load_generator(out)
+    assert type(prior) is genaug.LatentPriorGenerator and prior.config.components == 2
+    card = json.loads((out / "config.json").read_text())["provenance"]
+    assert card["command"].startswith("genaug ") and card["base"] == "mnist-cvae"
+    assert "800 after holding out 200" in card["latent_prior"]["fitted_on"]
+    assert card["base_provenance"]["training_family"] == "cvae"  # the cVAE's own training command stays
+    # the same seed and data fit the same mixture
+    again = tmp_path / "again"
+    assert main(["prior", "fit", "--generator", "mnist-cvae", "--data", "sample", "--val-split", "0.2",
+                 "--components", "2", "--iterations", "5", "--out", str(again)]) == 0
+    assert torch.equal(genaug.load_generator(again).means, prior.means)
+    capsys.readouterr()
+    before = (out / "model.safetensors").read_bytes()
+    for args, message in [
+        (["--generator", "mnist-cvae", "--data", "sample", "--out", str(out)], "holds earlier output"),
+        (["--generator", "mnist-cdcgan", "--data", "sample", "--out", str(tmp_path / "x")], "expected a conditional VAE"),
+        (["--generator", "mnist-cvae", "--data", "sample", "--components", "500", "--out", str(tmp_path / "x")],
+         "at least 500 images"),
+        (["--generator", "mnist-cvae", "--data", "sample", "--resize", "32", "--out", str(tmp_path / "x")],
+         r"holds \(1, 32, 32\) images"),
+        (["--generator", "mnist-cvae", "--data", "sample", "--classes", ",".join("abcdefghij"),
+          "--out", str(tmp_path / "x")], "has classes"),
+    ]:
+        assert main(["prior", "fit", *args]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert (out / "model.safetensors").read_bytes() == before and not (tmp_path / "x").exists()
 
 
 def test_with_sampling_copies_the_weights_and_sets_only_sampler_fields():

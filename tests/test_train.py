@@ -407,7 +407,7 @@ def test_cvae_wide_preset_is_the_ten_minute_recipe():
     assert model.channels == (32, 64) and model.latent_dim == 16 and model.num_classes == 10
     # Other image sizes get a stage per halving, 32 channels first.
     assert VAEConfig(**cfg.model_config(image_shape=(3, 64, 64), num_classes=10)).channels == (32, 64, 128, 256)
-    assert cfg.recipe.kl_weight == 2.0 and cfg.recipe.lr == 3e-3
+    assert cfg.recipe.kl_weight == 2.0 and cfg.recipe.lr == 1e-3  # 3e-3 lost classes for one seed in five
     assert TrainConfig(family="cvae-wide", model={"latent_dim": 8}).model_config(
         image_shape=(1, 28, 28), num_classes=10)["latent_dim"] == 8
 

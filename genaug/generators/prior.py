@@ -147,6 +147,15 @@ def fit_latent_prior(
     finally:
         gen.train(was_training)
     mu = torch.cat(mus).double()
+    # A class whose images all map to a few latent means (the VAE ignores z for it: posterior
+    # collapse) has no spread to fit; say so instead of failing inside k-means++.
+    distinct = {c: len(torch.unique(mu[labels == c], dim=0)) for c in range(gen.num_classes)}
+    few = {c: n for c, n in distinct.items() if n < components}
+    if few:
+        raise ValueError(
+            f"the encoder maps the images of class(es) {sorted(few)} to only {sorted(set(few.values()))} distinct "
+            f"latent mean(s), fewer than components={components}: the VAE ignores its latent for them "
+            "(posterior collapse); retrain it (another seed or a lower lr) or fit fewer components")
     out = LatentPriorGenerator(gen, config=LatentPriorConfig(components, gen.latent_dim, gen.num_classes))
     rng = torch.Generator().manual_seed(seed)
     for c in range(gen.num_classes):
