@@ -76,6 +76,6 @@ def test_bundled_gated_cddpm_samples_without_guidance_behind_a_gate_that_is_not_
     assert base.sample_steps == 40
     cddpm = genaug.load_generator("mnist-cddpm")
     assert any(not torch.equal(a.float(), b.float()) for a, b in
-               zip(gen.base.network.state_dict().values(), cddpm.network.state_dict().values()))
+               zip(gen.base.network.state_dict().values(), cddpm.network.state_dict().values(), strict=True))
     judge, _ = load_module(bundled_path("mnist-judge"))
     assert gen.judge.config.hidden != judge.config.hidden

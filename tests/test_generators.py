@@ -355,7 +355,8 @@ def test_prior_fit_cli_fits_saves_and_refuses_bad_input(tmp_path, capsys):
     before = (out / "model.safetensors").read_bytes()
     for args, message in [
         (["--generator", "mnist-cvae", "--data", "sample", "--out", str(out)], "holds earlier output"),
-        (["--generator", "mnist-cdcgan", "--data", "sample", "--out", str(tmp_path / "x")], "expected a conditional VAE"),
+        (["--generator", "mnist-cdcgan", "--data", "sample", "--out", str(tmp_path / "x")],
+         "expected a conditional VAE"),
         (["--generator", "mnist-cvae", "--data", "sample", "--components", "500", "--out", str(tmp_path / "x")],
          "at least 500 images"),
         (["--generator", "mnist-cvae", "--data", "sample", "--resize", "32", "--out", str(tmp_path / "x")],
