@@ -147,9 +147,10 @@ def fit_latent_prior(
     finally:
         gen.train(was_training)
     mu = torch.cat(mus).double()
+    per_class = [mu[labels == c] for c in range(gen.num_classes)]
     # A class whose images all map to a few latent means (the VAE ignores z for it: posterior
     # collapse) has no spread to fit; say so instead of failing inside k-means++.
-    distinct = {c: len(torch.unique(mu[labels == c], dim=0)) for c in range(gen.num_classes)}
+    distinct = {c: len(torch.unique(m, dim=0)) for c, m in enumerate(per_class)}
     few = {c: n for c, n in distinct.items() if n < components}
     if few:
         raise ValueError(
@@ -158,8 +159,8 @@ def fit_latent_prior(
             "(posterior collapse); retrain it (another seed or a lower lr) or fit fewer components")
     out = LatentPriorGenerator(gen, config=LatentPriorConfig(components, gen.latent_dim, gen.num_classes))
     rng = torch.Generator().manual_seed(seed)
-    for c in range(gen.num_classes):
-        w, m, chol = _fit_gmm(mu[labels == c], components, iterations, reg_covar, rng)
+    for c, class_mu in enumerate(per_class):
+        w, m, chol = _fit_gmm(class_mu, components, iterations, reg_covar, rng)
         out.weights[c], out.means[c], out.chol[c] = w.float(), m.float(), chol.float()
     return out.to(gen.device)
 
