@@ -148,3 +148,16 @@ def test_augmentation_validation_holds_out_training_images_and_never_reads_the_t
     with pytest.raises(SystemExit, match="fraction.*0.25.*0.5.*give another --out"):
         augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--labels", "10", "--cases", "low",
                            "--validation", "150", "--rows", "own", "--own-fraction", "0.5"])
+
+
+def test_train_throughput_amp_compares_float32_and_bf16():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--amp", "--families", "cvae",
+         "--steps", "2", "--batch-size", "8", "--repeats", "1"],
+        capture_output=True, text=True, check=True, cwd=REPO, timeout=300,
+    ).stdout
+    header, row = out.strip().splitlines()[-2:]
+    assert header.split()[:4] == ["family", "float32", "bf16", "ratio"]
+    name, off, bf16, ratio = row.split()
+    assert name == "cvae" and float(off) > 0 and float(bf16) > 0
+    assert float(ratio) == pytest.approx(float(bf16) / float(off), rel=0.05)

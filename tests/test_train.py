@@ -127,6 +127,36 @@ def test_exact_resume(family, sample, tmp_path, deterministic):
     _assert_equal(_state(straight), _state(resumed))
 
 
+@pytest.mark.parametrize("family", ["cddpm", "cdcgan"])
+def test_bf16_autocast_trains_on_cpu_and_resumes_exactly(family, sample, tmp_path, deterministic):
+    # amp="bf16" runs the forward passes in bfloat16 on the CPU too ("auto" keeps it to CUDA).
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(device_type, *args, **kwargs):
+        seen.append((device_type, kwargs.get("dtype")))
+        return real_autocast(device_type, *args, **kwargs)
+
+    straight = Trainer(tiny_config(family, max_steps=70, epochs=2, amp="bf16"), sample, out_dir=tmp_path / "a")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "autocast", spy)
+        result = straight.fit()
+    assert ("cpu", torch.bfloat16) in seen
+    assert all(math.isfinite(v) for row in result.history for v in row.values())
+    off = Trainer(tiny_config(family, max_steps=70, epochs=2), sample, out_dir=tmp_path / "off").fit()
+    assert off.history[-1] != result.history[-1]  # bf16 arithmetic, not the float32 run again
+    Trainer(tiny_config(family, max_steps=30, epochs=2, amp="bf16"), sample, out_dir=tmp_path / "b").fit()
+    resumed = Trainer(tiny_config(family, max_steps=70, epochs=2, amp="bf16"), sample, out_dir=tmp_path / "b",
+                      resume=True)
+    resumed.fit()
+    _assert_equal(_state(straight), _state(resumed))
+
+
+def test_amp_refuses_unknown_modes():
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(family="cvae", amp="fp16")
+
+
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_lr_schedule_decays_every_optimizer_to_zero_and_resumes_exactly(schedule, sample, tmp_path, deterministic):
     import math

@@ -23,6 +23,8 @@ from genaug.train.recipes.base import RecipeConfig
 
 FamilyPreset = Preset  # the earlier name
 
+AMP_MODES = ("auto", "bf16", "off")
+
 __all__ = ["PRESETS", "FamilyPreset", "Preset", "TrainConfig", "config_fields", "list_training_families",
            "register_preset"]
 
@@ -58,7 +60,9 @@ class TrainConfig(ModelConfig):
             grid has 8 * grid_per_class, in rows of 8).
         seed: seeds weights, noise and data order.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        amp: "auto" (bf16 autocast on CUDA) or "off".
+        amp: "auto" (bf16 autocast on CUDA), "bf16" (bf16 autocast on any device, the CPU
+            included: about twice the diffusion U-Net's training rate on a CPU with AVX512-BF16
+            or AMX, slower on one without; ``benchmarks/train_throughput.py --amp``) or "off".
         tensorboard: "auto" (if installed), "on" or "off".
         progress: show a tqdm bar.
         judge: folder of a classifier saved with ``genaug.checkpoint.save_module``; when set,
@@ -174,7 +178,7 @@ class TrainConfig(ModelConfig):
         if not isinstance(self.init, str):
             raise ValueError(f"init must be a generator folder or name (a string), got {self.init!r}")
         check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
-        check_choice("amp", self.amp, ("auto", "off"))
+        check_choice("amp", self.amp, AMP_MODES)
         check_choice("tensorboard", self.tensorboard, ("auto", "on", "off"))
         check_choice("data", self.data, ("auto", "memory", "stream"))
         check_int("cache_mb", self.cache_mb, minimum=0)

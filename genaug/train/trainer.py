@@ -303,8 +303,17 @@ class Trainer:
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     def _autocast(self) -> Any:
-        if self.cfg.amp == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+        """bf16 autocast for the recipe's forward passes: "auto" on CUDA only, "bf16" on any device."""
+        amp, kind = self.cfg.amp, self.device.type
+        if amp == "auto" and kind == "cuda" and torch.cuda.is_bf16_supported():
             return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        if amp == "bf16":
+            if kind == "cuda" and not torch.cuda.is_bf16_supported():
+                raise ValueError(f"amp='bf16' needs a GPU with bfloat16 support; {self.device} has none "
+                                 "(use amp='off')")
+            if kind not in ("cpu", "cuda", "mps"):
+                raise ValueError(f"amp='bf16' runs on cpu, cuda or mps, got device {self.device}")
+            return lambda: torch.autocast(kind, dtype=torch.bfloat16)
         return None
 
     def _check_tensorboard(self) -> None:
