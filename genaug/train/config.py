@@ -61,8 +61,9 @@ class TrainConfig(ModelConfig):
         seed: seeds weights, noise and data order.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         amp: "auto" (bf16 autocast on CUDA), "bf16" (bf16 autocast on any device, the CPU
-            included: about twice the diffusion U-Net's training rate on a CPU with AVX512-BF16
-            or AMX, slower on one without; ``benchmarks/train_throughput.py --amp``) or "off".
+            included: 1.2-1.6x the float32 training rate on a 2-core CPU with AVX512-BF16, the
+            diffusion U-Net gaining most; slower on a CPU without bf16 instructions;
+            ``benchmarks/train_throughput.py --amp``) or "off".
         tensorboard: "auto" (if installed), "on" or "off".
         progress: show a tqdm bar.
         judge: folder of a classifier saved with ``genaug.checkpoint.save_module``; when set,
