@@ -304,17 +304,14 @@ class Trainer:
 
     def _autocast(self) -> Any:
         """bf16 autocast for the recipe's forward passes: "auto" on CUDA only, "bf16" on any device."""
-        amp, kind = self.cfg.amp, self.device.type
-        if amp == "auto" and kind == "cuda" and torch.cuda.is_bf16_supported():
-            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-        if amp == "bf16":
-            if kind == "cuda" and not torch.cuda.is_bf16_supported():
-                raise ValueError(f"amp='bf16' needs a GPU with bfloat16 support; {self.device} has none "
-                                 "(use amp='off')")
-            if kind not in ("cpu", "cuda", "mps"):
-                raise ValueError(f"amp='bf16' runs on cpu, cuda or mps, got device {self.device}")
-            return lambda: torch.autocast(kind, dtype=torch.bfloat16)
-        return None
+        kind = self.device.type  # cpu, cuda or mps (get_device allows no other)
+        cuda_bf16 = kind == "cuda" and torch.cuda.is_bf16_supported()
+        amp = ("bf16" if cuda_bf16 else "off") if self.cfg.amp == "auto" else self.cfg.amp
+        if amp == "off":
+            return None
+        if kind == "cuda" and not cuda_bf16:
+            raise ValueError(f"amp='bf16' needs a GPU with bfloat16 support; {self.device} has none (use amp='off')")
+        return lambda: torch.autocast(kind, dtype=torch.bfloat16)
 
     def _check_tensorboard(self) -> None:
         if self.cfg.tensorboard != "on":
