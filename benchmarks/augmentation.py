@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     ap.add_argument("--labels", type=int, nargs="+", default=[10, 100, 1000], help="N labelled per class")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="run seeds first-seed .. first-seed + seeds - 1 (parallel processes may share --out)")
     ap.add_argument("--steps", type=int, default=2000, help="classifier steps of 128 images, every row")
     ap.add_argument("--full-steps", type=int, default=3000, help="classifier steps of the full-data case")
     ap.add_argument("--fraction", type=float, default=0.5, help="synthetic share of each batch (low data)")
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--own-steps", type=int, default=2000, help="steps of the cVAE trained on N labels only")
     ap.add_argument("--semi-epochs", type=int, default=3, help="epochs of the semi-supervised cVAE")
     ap.add_argument("--labeller-epochs", type=int, default=5, help="epochs of its labelling GAN")
+    ap.add_argument("--labeller-student-steps", type=int, default=0,
+                    help="> 0: augmented CNNs relabel the images after the GAN, this many steps each")
+    ap.add_argument("--labeller-student-rounds", type=int, default=1, help="how many such CNNs, in turn")
     ap.add_argument("--imbalanced-epochs", type=int, default=5, help="epochs of the imbalanced-set cVAE")
     ap.add_argument("--own-fraction", type=float, default=None,
                     help="synthetic share of the own-label rows (default: --fraction)")
@@ -176,7 +181,7 @@ class Runner:
 
     def run(self) -> None:
         a = self.args
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             if "low" in a.cases:
                 for n in a.labels:
                     self.low_data(n, seed)
@@ -320,6 +325,9 @@ class Runner:
         # few_labels(seed=1000 + seed) inside the Trainer draws the same labelled images as low_data.
         a = self.args
         extra = {"max_steps": 3, "labeller_epochs": 1} if self.tiny else {"labeller_epochs": a.labeller_epochs}
+        if a.labeller_student_steps:
+            extra.update(labeller_student_steps=3 if self.tiny else a.labeller_student_steps,
+                         labeller_student_rounds=a.labeller_student_rounds)
         return self.train_generator(f"semi-{n}-seed{seed}", (self.x, self.y), epochs=a.semi_epochs,
                                     labels_per_class=n, seed=1000 + seed, **extra)
 

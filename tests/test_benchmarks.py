@@ -59,6 +59,17 @@ def test_a_second_run_reuses_the_cache_and_report_needs_no_data(tmp_path):
     assert {p: (tmp_path / "results" / p).read_text() for p in results} == before
 
 
+def test_semi_row_with_a_student_labeller_and_a_first_seed(tmp_path):
+    table = augmentation.main(["--tiny", "--out", str(tmp_path), "--seeds", "1", "--first-seed", "1", "--labels", "10",
+                               "--cases", "low", "--rows", "semi", "--labeller-student-steps", "50",
+                               "--labeller-student-rounds", "2"])
+    assert {(r["row"], r["seeds"]) for r in table["rows"]} == {
+        ("real only", 1), ("+ cVAE semi-supervised (N labels + unlabelled rest)", 1)}
+    assert sorted(p.name.rsplit("|", 1)[1] for p in (tmp_path / "results").iterdir()) == ["1.json", "1.json"]
+    semi = augmentation.genaug.load_generator(str(tmp_path / "gen" / "semi-8-seed1")).provenance["semi_supervised"]
+    assert (semi["labeller"], semi["labeller_student_rounds"]) == ("ssgan+student", 2)
+
+
 def test_diffusion_candidates_smoke_writes_every_stage(tmp_path):
     out = tmp_path / "dc"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "diffusion_candidates.py"), "--data", "sample",
@@ -161,3 +172,4 @@ def test_train_throughput_amp_compares_float32_and_bf16():
     name, off, bf16, ratio = row.split()
     assert name == "cvae" and float(off) > 0 and float(bf16) > 0
     assert float(ratio) == pytest.approx(float(bf16) / float(off), rel=0.05)
+
