@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from genaug._io import DiskFullError, OutputInUseError, atomic_write, check_output_path
+from genaug.device import AMP_MODES
 from genaug.train.config import TrainConfig, config_fields, list_training_families
 
 #: 'pretrain ssgan' keeps the GAN's checkpoint here (in --out); --resume continues from it.
@@ -267,8 +268,10 @@ def _open_generator(args: argparse.Namespace, device: Any):
         if len(weights) != len(names):
             raise ValueError(f"--mix-weights expects one number per --generator ({len(names)}), got {len(weights)}")
     if len(names) == 1:
-        return load_generator(names[0], device=device)
-    return MixtureGenerator([load_generator(n, device=device) for n in names], weights=weights)
+        gen = load_generator(names[0], device=device)
+    else:
+        gen = MixtureGenerator([load_generator(n, device=device) for n in names], weights=weights)
+    return gen.set_amp(args.amp)
 
 
 def _check_generator_name(name: str) -> None:
@@ -572,6 +575,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from genaug.data.labelled import dataset_classes
     from genaug.data.sources import labelled_tensors as as_tensors
     from genaug.device import get_device
+    from genaug.generators.base import sampling_amp
     from genaug.generators.wrappers import match_classes, same_classes
     from genaug.metrics import evaluate
     from genaug.registry import resolve_model_path
@@ -602,7 +606,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate(gen, judge, (x.float() / 255, y), (tx.float() / 255, ty),
                       per_class=args.per_class, seed=args.seed, tstr_epochs=args.tstr_epochs,
                       truncation=args.truncation)
-    report = {"generator": _generator_name(args), **report}
+    report = {"generator": _generator_name(args), "amp": sampling_amp(gen), **report}
     if args.json:
         text = json.dumps(report, indent=2) + "\n"
         atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))
@@ -654,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     mix_help = "comma-separated shares of the generators given (default: equal)"
     gen_many = "registered name or saved folder; give it more than once to sample a mixture"
     device_help = "auto, cpu, cuda, cuda:N or mps"
+    amp_help = ("sample under bf16 autocast: 'bf16' on any device (1.3-2.4x faster for the bundled generators on "
+                "a CPU with AVX512-BF16; the images differ slightly), 'auto' on a CUDA GPU with bf16 (default: off)")
 
     p = sub.add_parser("train", help="train a generator (or autoencoder) family",
                        description="Train a family on labelled images; see 'genaug list'.")
@@ -695,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=COUNT, default=8)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--truncation", type=TRUNCATION, default=1.0)
+    p.add_argument("--amp", choices=AMP_MODES, default="off", help=amp_help)
     p.add_argument("--device", type=_device, default="auto", help=device_help)
     p.set_defaults(func=_sample)
 
@@ -722,6 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="under torchrun: one shard file per rank plus a master file of virtual datasets")
     p.add_argument("--device", type=_device, default="auto", help=device_help)
+    p.add_argument("--amp", choices=AMP_MODES, default="off", help=amp_help)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_export)
 
@@ -814,6 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
     p.add_argument("--device", type=_device, default="auto", help=device_help)
+    p.add_argument("--amp", choices=AMP_MODES, default="off", help=amp_help)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("list", help="list registered generators and families")

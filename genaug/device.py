@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
+
+from genaug._validation import check_choice
+
+#: Mixed-precision modes: "auto" (bf16 on a CUDA GPU that has it, else off), "bf16" (bf16 autocast
+#: on any device, the CPU included) and "off".
+AMP_MODES = ("auto", "bf16", "off")
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
@@ -40,3 +49,29 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
         if mps is None or not mps.is_available():
             raise ValueError(f"device {device!r}: Apple MPS is not available on this machine (use 'auto' or 'cpu')")
     return dev
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """The mode ``amp`` means on ``device``: "bf16" or "off" ("auto": bf16 on a CUDA GPU with
+    bfloat16 support, else off). Raises ValueError for an unknown mode, or "bf16" on a CUDA GPU
+    without bfloat16."""
+    check_choice("amp", amp, AMP_MODES)
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if amp == "auto":
+        return "bf16" if cuda_bf16 else "off"
+    if amp == "bf16" and device.type == "cuda" and not cuda_bf16:
+        raise ValueError(f"amp='bf16' needs a GPU with bfloat16 support; {device} has none (use amp='off')")
+    return amp
+
+
+def autocast(device: torch.device, amp: str) -> Any:
+    """A context manager running its block under ``amp`` (see :func:`resolve_amp`) on ``device``:
+    ``torch.autocast(device.type, dtype=torch.bfloat16)``, or a no-op for "off".
+
+    Example:
+        >>> with autocast(torch.device("cpu"), "off"):
+        ...     pass
+    """
+    if resolve_amp(device, amp) == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -173,3 +173,17 @@ def test_train_throughput_amp_compares_float32_and_bf16():
     assert name == "cvae" and float(off) > 0 and float(bf16) > 0
     assert float(ratio) == pytest.approx(float(bf16) / float(off), rel=0.05)
 
+
+def test_sampling_amp_compares_float32_and_bf16():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "sampling.py"), "--amp", "--generators", "mnist-cvae",
+         "--batch-sizes", "8", "--repeats", "1"],
+        capture_output=True, text=True, check=True, cwd=REPO, timeout=300,
+    ).stdout
+    header, _, row = out.strip().splitlines()[-3:]
+    assert header.startswith("| generator | batch | float32 samples/s | bf16 samples/s | bf16 / float32 |")
+    name, batch, off, bf16, ratio, change, changed = [c.strip() for c in row.strip("|").split("|")]
+    assert (name, batch) == ("mnist-cvae", "8")
+    off, bf16 = float(off.replace(",", "")), float(bf16.replace(",", ""))
+    assert off > 0 and bf16 > 0 and float(ratio.rstrip("x")) == pytest.approx(bf16 / off, rel=0.05)
+    assert 0 < float(change) < 0.05 and changed.endswith("%")

@@ -391,3 +391,37 @@ def test_with_sampling_copies_the_weights_and_sets_only_sampler_fields():
         with_sampling(tiny_generator("vae"), {"sample_steps": 2})
     with pytest.raises(TypeError, match="sampling must be a dict"):
         with_sampling(base, [("sample_steps", 2)])
+
+
+def test_set_amp_samples_every_inner_generator_under_bf16_and_keeps_the_gate_float32():
+    from genaug.generators import FilterConfig, FilteredGenerator
+
+    base = tiny_generator("diffusion")
+    judge = tiny_generator("filtered").judge
+    gen = FilteredGenerator(base, judge, config=FilterConfig(min_confidence=0.0))
+    labels = torch.arange(10)
+    ref = gen.sample(labels, generator=torch.Generator().manual_seed(0))
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, tag=tag: seen.append((tag, o.dtype)))
+             for tag, m in (("unet", base.network), ("judge", judge))]
+    assert gen.set_amp("bf16") is gen and (gen.amp, base.amp) == ("bf16", "bf16")
+    a = gen.sample(labels, generator=torch.Generator().manual_seed(0))
+    for h in hooks:
+        h.remove()
+    assert {dtype for tag, dtype in seen if tag == "unet"} == {torch.bfloat16}
+    assert {dtype for tag, dtype in seen if tag == "judge"} == {torch.float32}
+    assert a.dtype == torch.float32 and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, gen.sample(labels, generator=torch.Generator().manual_seed(0)))  # seeded as before
+    assert torch.equal(gen.set_amp("off").sample(labels, generator=torch.Generator().manual_seed(0)), ref)
+    with pytest.raises(ValueError, match=r"amp must be one of \['auto', 'bf16', 'off'\], got 'fp16'"):
+        gen.set_amp("fp16")
+
+
+def test_bf16_decode_stays_close_to_float32():
+    gen = tiny_generator("vae")
+    z = torch.randn(32, gen.latent_dim, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(32) % 10
+    ref = gen.decode(z, labels)
+    out = gen.set_amp("bf16").decode(z, labels)
+    assert out.dtype == torch.float32 and not torch.equal(out, ref)
+    assert (out - ref).abs().mean() < 0.01

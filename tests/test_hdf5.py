@@ -241,3 +241,13 @@ def test_with_latents_refused_for_generators_without_a_latent_map(family, tmp_pa
     with pytest.raises(ValueError, match=r"with_latents needs a generator whose images are a function"):
         export_hdf5(tiny_generator(family), tmp_path / "x.h5", per_class=2, with_latents=True, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bf16_sampling_is_recorded_and_part_of_the_plan(tmp_path):
+    gen = tiny_generator("vae")
+    plain = export_hdf5(gen, tmp_path / "f32.h5", n=20, progress=False)
+    bf16 = export_hdf5(tiny_generator("vae").set_amp("bf16"), tmp_path / "bf16.h5", n=20, progress=False)
+    with h5py.File(plain, "r") as a, h5py.File(bf16, "r") as b:
+        assert (a.attrs["amp"], b.attrs["amp"]) == ("off", "bf16")
+        assert a.attrs["plan_sha256"] != b.attrs["plan_sha256"]  # a float32 partial file is not resumed in bf16
+        assert not np.array_equal(a["images"][()], b["images"][()])

@@ -109,14 +109,16 @@ def test_judge_and_evaluate_cli(tmp_path, capsys):
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert 0 <= report["label_fidelity"] <= 1 and report["fid"] > report["fid_real_vs_real"]
+    assert report["amp"] == "off"
     assert "tstr" in res.stdout
     tiny_generator("dcgan").save_pretrained(tmp_path / "gen2")
     res = run("evaluate", "--generator", str(tmp_path / "gen"), "--generator", str(tmp_path / "gen2"),
               "--mix-weights", "1,3", "--judge", str(tmp_path / "judge"), "--data", "sample",
-              "--per-class", "10", "--tstr-epochs", "1", "--json", str(tmp_path / "mix.json"))
+              "--per-class", "10", "--tstr-epochs", "1", "--json", str(tmp_path / "mix.json"), "--amp", "bf16")
     assert res.returncode == 0, res.stderr[-2000:]
     mix = json.loads((tmp_path / "mix.json").read_text())
     assert mix["generator"] == f"{tmp_path / 'gen'} + {tmp_path / 'gen2'}" and mix["samples"] == 100
+    assert mix["amp"] == "bf16"  # both components sampled under bf16 autocast
     # An unconditional generator: the judge labels its samples, and there is no label fidelity.
     tiny_generator("vae", num_classes=0).save_pretrained(tmp_path / "uncond")
     res = run("evaluate", "--generator", str(tmp_path / "uncond"), "--judge", str(tmp_path / "judge"),

@@ -139,6 +139,8 @@ def test_sample_refuses_to_overwrite_an_image(tmp_path, capsys):
     assert rc == 2 and "exists; pass --overwrite" in err and out.read_bytes() == b"mine"
     assert _run(["sample", "--generator", "mnist-cvae", "--out", out, "--per-class", 1, "--overwrite"], capsys)[0] == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _run(["sample", "--generator", "mnist-cvae", "--out", out, "--per-class", 1, "--overwrite",
+                 "--amp", "bf16"], capsys)[0] == 0
 
 
 def test_atomic_write_respects_the_umask(tmp_path):
@@ -311,6 +313,7 @@ BAD_ARGUMENTS = [
     (["sample", *G, "--out", "x.png", "--truncation", "0"], "argument --truncation: expected a number in (0, 1]"),
     (["sample", *G, "--out", "x.png", "--truncation", "1.5"], "argument --truncation: expected a number in (0, 1]"),
     (["sample", *G, "--out", "x.png", "--seed", "-2"], "argument --seed: expected an integer >= 0"),
+    (["sample", *G, "--out", "x.png", "--amp", "fp16"], "argument --amp: invalid choice: 'fp16'"),
     (["sample", *G, "--out", "x.txt"], "--out x.txt: expected an image file name"),
     (["sample", *G, "--out", "exists.png"], "--out exists.png: exists; pass --overwrite"),
     (["sample", *G, "--out", "a_file.txt/x.png"], "a_file.txt is a file, not a folder"),

@@ -39,7 +39,7 @@ from genaug._validation import check_choice, check_float, check_int
 from genaug._version import __version__
 from genaug.data.plan import block_generator, plan_labels
 from genaug.data.real import apply_transforms
-from genaug.generators.base import check_generator
+from genaug.generators.base import check_generator, sampling_amp
 
 SCHEMA_VERSION = 1
 
@@ -124,9 +124,11 @@ def export_hdf5(
     chunk = max(1, min(chunk_size, total))
     comp = None if compression == "none" else compression
     sha = weights_sha256(model)
+    amp = sampling_amp(model)
+    # bf16 sampling draws other images: part of the plan (float32 plans keep their earlier hash).
     plan = hashlib.sha256(
         labels.tobytes() + json.dumps([sha, seed, batch_size, truncation, with_latents, lo, hi,
-                                       chunk, compression]).encode()
+                                       chunk, compression] + ([amp] if amp != "off" else [])).encode()
     ).hexdigest()
     partial = path.parent / f".{path.name}.partial"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,7 @@ def export_hdf5(
         _write_blocks(model, path, partial, labels, plan=plan, resume=resume, first_block=first_block,
                       last_block=last_block, lo=lo, hi=hi, item_shape=item_shape, item_bytes=item_bytes,
                       chunk=chunk, comp=comp, sha=sha, seed=seed, batch_size=batch_size, truncation=truncation,
-                      with_latents=with_latents, shard=shard, generator_name=generator_name, progress=progress)
+                      amp=amp, with_latents=with_latents, shard=shard, generator_name=generator_name, progress=progress)
         os.replace(partial, path)
     return path
 
@@ -146,7 +148,7 @@ def export_hdf5(
 def _write_blocks(model: Any, path: Path, partial: Path, labels: np.ndarray, *, plan: str, resume: bool,
                   first_block: int, last_block: int, lo: int, hi: int, item_shape: tuple[int, ...],
                   item_bytes: int, chunk: int, comp: str | None, sha: str, seed: int, batch_size: int,
-                  truncation: float, with_latents: bool, shard: tuple[int, int] | None,
+                  truncation: float, amp: str, with_latents: bool, shard: tuple[int, int] | None,
                   generator_name: str | None, progress: bool) -> None:
     """Generate and write blocks ``first_block + done .. last_block`` of the plan into ``partial``."""
     total = hi - lo
@@ -164,7 +166,7 @@ def _write_blocks(model: Any, path: Path, partial: Path, labels: np.ndarray, *, 
         if with_latents:
             f.create_dataset("latents", shape=(total, model.latent_dim), dtype="float32",
                              **opts((chunk, model.latent_dim)))
-        _write_attrs(f, model, labels[lo:hi], seed=seed, truncation=truncation, sha=sha,
+        _write_attrs(f, model, labels[lo:hi], seed=seed, truncation=truncation, amp=amp, sha=sha,
                      generator_name=generator_name, batch_size=batch_size)
         f.attrs["plan_sha256"] = plan
         f.attrs["item_range"] = np.array([lo, hi], dtype=np.int64)
@@ -327,7 +329,7 @@ def export_sharded(model: Any, path: str | os.PathLike[str], **kwargs: Any) -> P
     return path
 
 
-_SHARD_IDENTITY = ("plan_sha256", "generator_sha256", "seed", "batch_size", "truncation")
+_SHARD_IDENTITY = ("plan_sha256", "generator_sha256", "seed", "batch_size", "truncation", "amp")
 
 
 def _shard_identity(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +363,7 @@ def write_master(path: Path, shards: list[Path]) -> Path:
         if ident["shard"] and ident["shard"] != [i, len(shards)]:
             raise ValueError(f"{s}: expected shard {i} of {len(shards)}, the file says shard "
                              f"{ident['shard'][0]} of {ident['shard'][1]}")
-        for k in ("generator_sha256", "seed", "batch_size", "truncation"):
+        for k in ("generator_sha256", "seed", "batch_size", "truncation", "amp"):
             if ident.get(k) != idents[0].get(k):
                 raise ValueError(f"{s}: {k} is {ident.get(k)!r}, shard 0 has {idents[0].get(k)!r}; "
                                  "the shards come from different exports")
@@ -416,6 +418,7 @@ def _write_attrs(f: h5py.File, model: Any, labels: np.ndarray, **info: Any) -> N
         "seed": info["seed"],
         "batch_size": info["batch_size"],
         "truncation": info["truncation"],
+        "amp": info["amp"],  # "bf16": sampled under bf16 autocast (BaseGenerator.set_amp)
         "classes": json.dumps(list(model.classes)),
         "class_counts": counts.astype(np.int64),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from genaug._io import CheckpointError, check_state, creation_provenance, read_weights_and_card, write_weights_and_card
-from genaug._validation import check_float
+from genaug._validation import check_choice, check_float
+from genaug.device import AMP_MODES, autocast, resolve_amp
 from genaug.registry import build_from_card
 
 G = TypeVar("G", bound="BaseGenerator")
@@ -165,11 +166,39 @@ class BaseGenerator(nn.Module):
     #: makes batches of 1024 and more about 1.4x faster (benchmarks/sampling.py).
     decode_chunk: int = 256
 
+    #: Mixed precision of the network's forward passes when sampling: "off" (float32, the default),
+    #: "bf16" (bf16 autocast on any device, the CPU included) or "auto" (bf16 on a CUDA GPU that has
+    #: it). Set it with :meth:`set_amp`.
+    amp: str = "off"
+
+    def set_amp(self: G, amp: str) -> G:
+        """Sample under mixed precision ``amp`` ("off", "bf16" or "auto"; see :attr:`amp`): this
+        generator and every generator inside it (a gate's base, a mixture's components). A gate's
+        classifier keeps float32. Returns ``self``.
+
+        bf16 changes the samples slightly (each image is still a function of its latent and
+        label on a given machine); on a 2-core CPU with AVX512-BF16 the bundled generators sample
+        1.3-2.4x as fast, the gated diffusion model 1.65x, with the same validation scores
+        (``benchmarks/sampling.py --amp``). On a CPU without bf16 instructions it is slower.
+
+        Example:
+            >>> import genaug
+            >>> gen = genaug.load_generator("mnist-cvae").set_amp("bf16")
+            >>> gen.sample(torch.tensor([3, 7])).dtype
+            torch.float32
+        """
+        check_choice("amp", amp, AMP_MODES)
+        for module in self.modules():
+            if isinstance(module, BaseGenerator):
+                module.amp = amp
+        return self
+
     def _decode_chunked(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         c = self.decode_chunk
-        if z.shape[0] <= c:
-            return self._decode(z, labels)
-        return torch.cat([self._decode(z[i : i + c], labels[i : i + c]) for i in range(0, z.shape[0], c)])
+        with autocast(z.device, self.amp):
+            if z.shape[0] <= c:
+                return self._decode(z, labels)
+            return torch.cat([self._decode(z[i : i + c], labels[i : i + c]) for i in range(0, z.shape[0], c)])
 
     def _decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -240,6 +269,14 @@ def _check_card_fields(card: dict[str, Any], gen: BaseGenerator, config_path: Pa
             raise CheckpointError(
                 f"{config_path}: {key} is {card[key]!r} but the config builds a generator with {built[key]!r}; "
                 "the card was edited or is damaged")
+
+
+def sampling_amp(model: Any) -> str:
+    """"bf16" if ``model`` or a generator inside it samples under bf16 autocast on its device
+    (:meth:`BaseGenerator.set_amp`), else "off": what export and evaluate record."""
+    modules = model.modules() if isinstance(model, nn.Module) else ()
+    modes = {resolve_amp(m.device, m.amp) for m in modules if isinstance(m, BaseGenerator)}
+    return "bf16" if "bf16" in modes else "off"
 
 
 def check_generator(model: Any, *, name: str = "model", conditional: bool = False) -> None:

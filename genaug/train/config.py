@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from genaug._validation import check_choice, check_float, check_int
+from genaug.device import AMP_MODES
 from genaug.models.config import ModelConfig
 from genaug.registry import PRESETS, RECIPES, Preset, get_model_spec, list_presets, register_preset
 
@@ -22,8 +23,6 @@ from genaug.train import recipes as _recipes  # noqa: F401
 from genaug.train.recipes.base import RecipeConfig
 
 FamilyPreset = Preset  # the earlier name
-
-AMP_MODES = ("auto", "bf16", "off")
 
 __all__ = ["PRESETS", "FamilyPreset", "Preset", "TrainConfig", "config_fields", "list_training_families",
            "register_preset"]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from genaug._io import check_output_path, load_training_checkpoint, output_lock, save_training_checkpoint
 from genaug.checkpoint import load_module, save_module
-from genaug.device import get_device
+from genaug.device import autocast, get_device, resolve_amp
 from genaug.hub import load_generator
 from genaug.models.classifier import Classifier
 from genaug.registry import RECIPES, make_config
@@ -304,14 +304,9 @@ class Trainer:
 
     def _autocast(self) -> Any:
         """bf16 autocast for the recipe's forward passes: "auto" on CUDA only, "bf16" on any device."""
-        kind = self.device.type  # cpu, cuda or mps (get_device allows no other)
-        cuda_bf16 = kind == "cuda" and torch.cuda.is_bf16_supported()
-        amp = ("bf16" if cuda_bf16 else "off") if self.cfg.amp == "auto" else self.cfg.amp
-        if amp == "off":
+        if resolve_amp(self.device, self.cfg.amp) == "off":
             return None
-        if kind == "cuda" and not cuda_bf16:
-            raise ValueError(f"amp='bf16' needs a GPU with bfloat16 support; {self.device} has none (use amp='off')")
-        return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+        return lambda: autocast(self.device, self.cfg.amp)
 
     def _check_tensorboard(self) -> None:
         if self.cfg.tensorboard != "on":
