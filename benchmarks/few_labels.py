@@ -11,7 +11,10 @@ discriminator-classifier from the K labelled images per class and all training i
 without labels. "ssgan labels -> CNN" trains the augmented CNN of ``augmentation.py`` from
 scratch on every training image with that GAN's labels (``genaug.train.recipes.ssgan.train_student``;
 the labelled images keep their own; ``--student-min-confidence`` leaves out the less certain
-ones): a CNN with augmentation can correct part of a weaker labeller's mistakes. Mean and std over seeds are printed.
+ones): a CNN with augmentation can correct part of a weaker labeller's mistakes.
+``--consistency-steps N`` then fine-tunes the last student with FixMatch's consistency loss
+(``train_consistency``: the labelled images, plus every image labelled by the CNN itself where it
+is confident, learned on a strongly augmented view). Mean and std over seeds are printed.
 
     python benchmarks/few_labels.py --runs RUNS --data-root DIR
     # seeds in parallel processes, then one table:
@@ -39,11 +42,18 @@ from genaug.data import SyntheticDataset, as_tensors, load_mnist
 from genaug.metrics import accuracy, train_classifier
 from genaug.pretrain import build_classifier, few_label_indices, load_backbone, random_backbone_like
 from genaug.train import TrainConfig, Trainer, TrainingInterrupted
-from genaug.train.recipes.ssgan import SemiSupervisedConfig, fit_semi_supervised_gan, label_with, train_student
+from genaug.train.recipes.ssgan import (
+    SemiSupervisedConfig,
+    fit_semi_supervised_gan,
+    label_with,
+    train_consistency,
+    train_student,
+)
 
 BACKBONE_RECIPES = {"random init": "autoencoder", "autoencoder": "autoencoder", "vae": "vae",
                     "dcgan discriminator": "dcgan"}
 STUDENT = "ssgan labels -> CNN"
+CONSISTENCY = "ssgan labels -> CNN -> consistency"
 ALL_RECIPES = [*BACKBONE_RECIPES, "semi-supervised gan", STUDENT]
 
 
@@ -72,6 +82,17 @@ def main() -> None:
     ap.add_argument("--student-rounds", type=int, default=1,
                     help=f"'{STUDENT}': R > 1 trains R CNNs in turn, each on the labels of the one before "
                          "(self-training); a row per round")
+    ap.add_argument("--consistency-steps", type=int, default=0, metavar="N",
+                    help=f"after the last round of '{STUDENT}', N steps of FixMatch consistency training "
+                         "(train_consistency) starting from that CNN; a row of its own (default 0: off)")
+    ap.add_argument("--consistency-threshold", type=float, default=0.95,
+                    help="with --consistency-steps: the probability that makes a prediction a label")
+    ap.add_argument("--consistency-lr", type=float, default=3e-4, help="with --consistency-steps: Adam's lr")
+    ap.add_argument("--consistency-align", action="store_true",
+                    help="with --consistency-steps: distribution alignment of the CNN's own labels")
+    ap.add_argument("--consistency-supervised", choices=["labels", "pseudo"], default="labels",
+                    help="with --consistency-steps: the supervised part, the K labelled images per class "
+                         "(FixMatch) or every image with the last student's labels")
     ap.add_argument("--student-min-confidence", type=float, default=0.0,
                     help="leave out images that the GAN labels with a lower probability than this")
     ap.add_argument("--validation", type=int, default=0, metavar="N",
@@ -100,7 +121,9 @@ def main() -> None:
     results = run(args)
     settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs",
                                               "ssgan_init_images", "ssgan_ema_decay", "student_steps",
-                                              "student_min_confidence", "student_rounds", "validation")}
+                                              "student_min_confidence", "student_rounds", "consistency_steps",
+                                              "consistency_threshold", "consistency_lr", "consistency_align",
+                                              "consistency_supervised", "validation")}
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
     print_table(results, settings)
@@ -155,6 +178,14 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
                         name = STUDENT if r == 1 else f"{STUDENT} (round {r})"
                         results.setdefault(f"{name}|{k}|0", []).append(accuracy(student, test))
                         pseudo = label_with(student, x, y, idx)  # the next round's labels
+                    if args.consistency_steps:
+                        # pseudo: the last student's labels of every image are the supervised part.
+                        sup, sup_idx = ((pseudo.labels, torch.arange(len(x))) if args.consistency_supervised == "pseudo"
+                                        else (y, idx))
+                        tuned = train_consistency(student, x, sup, sup_idx, steps=args.consistency_steps,
+                                                  threshold=args.consistency_threshold, lr=args.consistency_lr,
+                                                  align=args.consistency_align, seed=seed, device=args.device)
+                        results.setdefault(f"{CONSISTENCY}|{k}|0", []).append(accuracy(tuned, test))
             if recipes:
                 synthetic = _cvae_samples(x, y, idx, seed, args)
             for name, backbone in recipes.items():

@@ -125,6 +125,30 @@ def test_few_labels_student_row_reports_the_gan_and_the_cnn(tmp_path, capsys, mo
     assert saved["settings"]["student_steps"] == 3
     table = capsys.readouterr().out
     assert "semi-supervised gan" in table and few_labels.STUDENT in table
+    assert few_labels.CONSISTENCY not in table
+
+
+def test_few_labels_consistency_row_follows_the_last_student_round(tmp_path, capsys, monkeypatch):
+    import few_labels
+
+    root = _mnist_root_from_sample(tmp_path / "data")
+    out = tmp_path / "s.json"
+    monkeypatch.setattr(sys, "argv", [
+        "few_labels.py", "--data-root", str(root), "--recipes", few_labels.STUDENT, "--labels", "2", "--seeds", "1",
+        "--ssgan-epochs", "1", "--student-steps", "3", "--student-rounds", "2", "--consistency-steps", "2",
+        "--consistency-threshold", "0.5", "--consistency-supervised", "pseudo", "--consistency-align",
+        "--consistency-lr", "1e-4", "--device", "cpu", "--json", str(out)])
+    few_labels.main()
+    saved = json.loads(out.read_text())
+    assert set(saved["results"]) == {"semi-supervised gan|2|0", f"{few_labels.STUDENT}|2|0",
+                                     f"{few_labels.STUDENT} (round 2)|2|0", f"{few_labels.CONSISTENCY}|2|0"}
+    assert 0.0 <= saved["results"][f"{few_labels.CONSISTENCY}|2|0"][0] <= 1.0
+    assert saved["settings"]["consistency_steps"] == 2 and saved["settings"]["consistency_threshold"] == 0.5
+    assert saved["settings"]["consistency_supervised"] == "pseudo" and saved["settings"]["consistency_align"]
+    assert saved["settings"]["consistency_lr"] == 1e-4
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("  ")[0] for line in lines if line.startswith("ssgan labels")]
+    assert rows[-1] == few_labels.CONSISTENCY  # printed after the rounds it starts from
 
 
 def test_augmentation_validation_holds_out_training_images_and_never_reads_the_test_set(tmp_path, monkeypatch):

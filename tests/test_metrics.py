@@ -219,6 +219,40 @@ def test_random_affine_draws_a_transform_per_image_and_keeps_shape():
         random_affine(x.to(torch.uint8))
 
 
+def test_random_cutout_zeros_one_square_per_image_in_every_channel():
+    from genaug.metrics import random_cutout
+
+    x = torch.ones(64, 3, 20, 24)
+    a = random_cutout(x, torch.Generator().manual_seed(0), size=6)
+    assert a.shape == x.shape and torch.equal(a, random_cutout(x, torch.Generator().manual_seed(0), size=6))
+    assert torch.equal(a[:, 0], a[:, 2])  # the same square in every channel of an image
+    holes = (a[:, 0] == 0).sum((1, 2))
+    assert (holes <= 36).all() and (holes >= 9).all()  # clipped at the border to a quarter at worst
+    assert (holes == 36).any()
+    rows, cols = (a[:, 0] == 0).any(2), (a[:, 0] == 0).any(1)
+    assert torch.equal(rows.sum(1) * cols.sum(1), holes)  # one solid rectangle each
+    assert len({tuple(r.nonzero().squeeze(1).tolist()) for r in rows}) > 1  # placed per image
+    assert torch.equal(x, torch.ones_like(x))  # the input is left alone
+    with pytest.raises(ValueError, match="float batch"):
+        random_cutout(x[0])
+    with pytest.raises(ValueError, match="size"):
+        random_cutout(x, size=0)
+
+
+def test_strong_augment_is_seeded_and_stronger_than_the_weak_view():
+    from genaug.metrics import random_affine, strong_augment
+
+    x = torch.zeros(32, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 1.0
+    g = torch.Generator().manual_seed(0)
+    a = strong_augment(x, g)
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert torch.equal(a, strong_augment(x, torch.Generator().manual_seed(0)))
+    weak = random_affine(x, torch.Generator().manual_seed(0))
+    assert (a - x).abs().mean() > (weak - x).abs().mean()
+    assert a.sum() < x.sum()  # the cutout removes part of the stroke
+
+
 def test_train_augmented_classifier_is_seeded_and_checks_its_input():
     from genaug.metrics import train_augmented_classifier
 

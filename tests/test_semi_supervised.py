@@ -264,6 +264,46 @@ def test_train_student_fits_consistent_labels(sample):
     assert train_acc > 0.5, train_acc  # 10 classes: chance is 0.1
 
 
+def test_train_consistency_learns_from_the_unlabelled_images_and_is_seeded(sample):
+    from genaug.models import Classifier, ClassifierConfig
+    from genaug.train.recipes.ssgan import train_consistency
+
+    x, y = genaug.data.as_tensors(sample)
+    x, y = x[:200], y[:200]
+    labelled = torch.arange(0, 200, 20)
+    torch.manual_seed(0)
+    start = Classifier(ClassifierConfig(image_shape=(1, 28, 28), num_classes=10))
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+
+    def run(images, **kw):
+        return train_consistency(start, images, y, labelled, steps=3, batch_size=8, threshold=0.0, seed=1, **kw)
+
+    a, b = run(x), run(x)
+    assert isinstance(a, Classifier) and not a.training
+    _assert_equal(a.state_dict(), b.state_dict())
+    _assert_equal(start.state_dict(), before)  # the model passed in is copied
+    # The images without labels teach it through the consistency term only.
+    noise = x.clone()
+    noise[torch.ones(200, dtype=torch.bool).index_fill(0, labelled, False)] = 0
+    _assert_equal(run(x, weight=0.0).state_dict(), run(noise, weight=0.0).state_dict())
+    changed = run(noise).state_dict()
+    assert any(not torch.equal(changed[k], v) for k, v in a.state_dict().items())
+    # No prediction reaches a threshold above 1: the same as no consistency term.
+    _assert_equal(train_consistency(start, x, y, labelled, steps=3, batch_size=8, threshold=1.0, seed=1)
+                  .state_dict(), run(x, weight=0.0).state_dict())
+    assert any(not torch.equal(before[k], v) for k, v in a.state_dict().items())
+    # Distribution alignment changes which labels the unlabelled images get.
+    aligned = run(x, align=True).state_dict()
+    _assert_equal(aligned, run(x, align=True).state_dict())
+    assert any(not torch.equal(aligned[k], v) for k, v in a.state_dict().items())
+    with pytest.raises(ValueError, match="labels has 10 entries, but images has 200"):
+        train_consistency(start, x, y[:10], labelled, steps=1)
+    with pytest.raises(ValueError, match="threshold"):
+        train_consistency(start, x, y, labelled, steps=1, threshold=1.5)
+    with pytest.raises(ValueError, match="labelled must be a non-empty"):
+        train_consistency(start, x, y, torch.tensor([], dtype=torch.long), steps=1)
+
+
 def _interrupt_after(monkeypatch, steps: int) -> None:
     """Send SIGTERM to this process once the semi-supervised GAN's bar reaches ``steps``."""
     import signal

@@ -1,6 +1,13 @@
 """Classifier recipe and quality measures of synthetic data."""
 
-from genaug.metrics.classify import accuracy, random_affine, train_augmented_classifier, train_classifier
+from genaug.metrics.classify import (
+    accuracy,
+    random_affine,
+    random_cutout,
+    strong_augment,
+    train_augmented_classifier,
+    train_classifier,
+)
 from genaug.metrics.quality import (
     class_coverage,
     evaluate,
@@ -20,6 +27,8 @@ __all__ = [
     "label_fidelity",
     "precision_recall",
     "random_affine",
+    "random_cutout",
+    "strong_augment",
     "train_augmented_classifier",
     "train_classifier",
     "tstr",

@@ -94,6 +94,33 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, *, 
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
+def random_cutout(x: torch.Tensor, generator: torch.Generator | None = None, *, size: int = 10) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square at a random place in each image of a (N, C, H, W) batch.
+
+    Cutout (DeVries and Taylor, 2017), with one centre per image drawn from ``generator``;
+    squares at the border are clipped. torchvision's ``v2.RandomErasing`` would erase the same
+    place in every image of a batch.
+    """
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"random_cutout expects a (N, C, H, W) float batch, got {tuple(x.shape)} {x.dtype}")
+    check_int("size", size, minimum=1)
+    n, _, h, w = x.shape
+    u = torch.rand(n, 2, generator=generator, device=generator.device if generator else x.device).to(x.device)
+    cy, cx = (u[:, 0] * h).long(), (u[:, 1] * w).long()
+    rows = torch.arange(h, device=x.device)[None, :] - (cy - size // 2)[:, None]
+    cols = torch.arange(w, device=x.device)[None, :] - (cx - size // 2)[:, None]
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return x.masked_fill(inside[:, None], 0.0)
+
+
+def strong_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The strong view of consistency training: a wider :func:`random_affine` (±25°, ±4 px,
+    scale 0.8-1.2) and a 10-pixel :func:`random_cutout`; scaled to the image size."""
+    h = x.shape[-2]
+    return random_cutout(random_affine(x, generator, degrees=25.0, shift=4.0 * h / 28, scale=0.2), generator,
+                         size=max(1, round(10 * h / 28)))
+
+
 def train_augmented_classifier(
     images: torch.Tensor,
     labels: torch.Tensor,

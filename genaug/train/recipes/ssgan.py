@@ -402,3 +402,84 @@ def train_student(images: torch.Tensor, pseudo: PseudoLabels, *, steps: int = 30
         student = train_augmented_classifier(images[keep], pseudo.labels[keep], steps=steps,
                                              num_classes=num_classes, seed=seed, device=device, progress=progress)
     return student
+
+
+def train_consistency(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor, *,
+                      steps: int = 2000, batch_size: int = 64, unlabelled_ratio: int = 3, threshold: float = 0.95,
+                      weight: float = 1.0, lr: float = 3e-4, align: bool = False, seed: int = 0,
+                      device: str = "auto", progress: bool = False) -> nn.Module:
+    """Fine-tune a classifier with FixMatch's consistency loss (Sohn et al., 2020).
+
+    Each step draws ``batch_size`` of the labelled images (``labels[labelled]``, a weak view:
+    :func:`~genaug.metrics.random_affine`) and ``unlabelled_ratio`` times as many of all
+    ``images``. The model's own prediction on a weak view of an unlabelled image becomes its
+    label where its probability reaches ``threshold``, and the model learns that label on a
+    strong view (:func:`~genaug.metrics.strong_augment`): cross-entropy on the labelled batch
+    plus ``weight`` times the masked cross-entropy on the strong views. Adam at ``lr``, decayed
+    linearly to 0. ``align``: distribution alignment (Berthelot et al., 2020, ReMixMatch): the
+    weak-view probabilities are multiplied by the labelled images' class frequencies over a
+    running mean of the model's predictions (momentum 0.999) and renormalised before they are
+    thresholded, so that a class the model under-predicts gains labels. ``model`` is copied,
+    not changed; the copy is returned in eval mode.
+
+    After :func:`train_student` with 100 MNIST labels it did not help (validation split, seed
+    0): from the round-2 CNN's 97.96%, 2,000 steps gave 97.34% (97.58% with ``threshold``
+    0.8); with the student's labels of every image as the supervised part (``labels`` =
+    those labels, ``labelled`` = every index), 97.94%. See README, "Pretraining encoders".
+
+    Example:
+        >>> student = train_student(x, pseudo, rounds=2)  # doctest: +SKIP
+        >>> better = train_consistency(student, x, y, idx)  # doctest: +SKIP
+    """
+    import copy
+
+    from genaug.metrics.classify import random_affine, strong_augment
+
+    check_int("steps", steps, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("unlabelled_ratio", unlabelled_ratio, minimum=1)
+    check_float("threshold", threshold, low=0.0, high=1.0)
+    check_float("weight", weight, low=0.0)
+    check_float("lr", lr, low=0.0, low_open=True)
+    labelled = torch.as_tensor(labelled, dtype=torch.long)
+    if labelled.ndim != 1 or len(labelled) == 0:
+        raise ValueError(f"labelled must be a non-empty 1-D index tensor, got shape {tuple(labelled.shape)}")
+    if len(labels) != len(images):
+        raise ValueError(f"labels has {len(labels)} entries, but images has {len(images)}")
+    dev = get_device(device)
+    x = float_images(images)
+    y = torch.as_tensor(labels).long()
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    student = copy.deepcopy(model).to(dev).train()
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
+    running: torch.Tensor | None = None  # the mean prediction, for align
+    for _ in tqdm(range(steps), desc="consistency", disable=not progress, leave=False):
+        li = labelled[torch.randint(len(labelled), (batch_size,), generator=g)]
+        ui = torch.randint(len(x), (batch_size * unlabelled_ratio,), generator=g)
+        xl, yl, xu = x[li].to(dev), y[li].to(dev), x[ui].to(dev)
+        weak, strong = random_affine(xu, g), strong_augment(xu, g)
+        student.eval()  # the labels come without dropout
+        with torch.no_grad():
+            probs = torch.softmax(student(weak).float(), 1)
+            if align:
+                prior = torch.bincount(y[labelled], minlength=probs.shape[1]).float().to(dev)
+                prior = prior / prior.sum()
+                mean = probs.mean(0)
+                running = mean if running is None else 0.999 * running + 0.001 * mean
+                probs = probs * prior / running.clamp_min(1e-6)
+                probs = probs / probs.sum(1, keepdim=True)
+            conf, target = probs.max(1)
+        student.train()
+        logits = student(torch.cat([random_affine(xl, g), strong]))
+        loss_l = F.cross_entropy(logits[:batch_size], yl)
+        per_image = F.cross_entropy(logits[batch_size:], target, reduction="none")
+        loss = loss_l + weight * (per_image * (conf >= threshold)).mean()
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"consistency loss is {loss.item()}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return student.eval()
