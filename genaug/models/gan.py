@@ -30,6 +30,7 @@ from genaug.models.layers import (
     ConvDecoder,
     ConvEncoder,
     ConvTranspose2d,
+    DenseToMapDecoder,
     MinibatchDiscrimination,
     feature_trunk,
     join_label_maps,
@@ -426,7 +427,7 @@ class BEGANConfig(GANConfigBase):
         check_choice("d_output", self.d_output, ("tanh", "linear"))
 
 
-class BEGANPaperDecoder(nn.Module):
+class BEGANPaperDecoder(DenseToMapDecoder):
     """BEGAN's decoder as in the paper (Berthelot et al., 2017, figure 1): dense (no activation) to
     the coarsest map, two 3x3 convolutions with ELU at every resolution, nearest upsampling
     between, then a 3x3 convolution to the image (pre-activation values).
@@ -450,10 +451,6 @@ class BEGANPaperDecoder(nn.Module):
             c = width
         layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
         self.net = nn.Sequential(*layers)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        x = self.fc(h).view(-1, *self.start_shape).contiguous(memory_format=torch.channels_last)
-        return self.net(x).contiguous()
 
 
 def _began_decoder(in_features: int, channels: tuple[int, ...], config: BEGANConfig) -> nn.Module:

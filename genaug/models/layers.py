@@ -232,7 +232,22 @@ class ConvEncoder(nn.Module):
         return self.net(x)
 
 
-class ConvDecoder(nn.Module):
+class DenseToMapDecoder(nn.Module):
+    """Base of the decoders that map a vector to a (C, h, w) map with ``self.fc`` (reshaped to
+    ``self.start_shape``) and decode it to an image with ``self.net``."""
+
+    fc: nn.Module
+    net: nn.Module
+    start_shape: tuple[int, int, int]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # channels_last inside: the convolutions skip a layout reorder each, and the thin last layer's
+        # GEMM reads its input in place (benchmarks/sampling.py). Images leave in the default layout.
+        x = self.fc(h).view(-1, *self.start_shape).contiguous(memory_format=torch.channels_last)
+        return self.net(x).contiguous()
+
+
+class ConvDecoder(DenseToMapDecoder):
     """Dense to a (C, H/2^k, W/2^k) map, then k stages that double H and W: stride-2
     transposed convolutions (``upsample="transpose"``) or nearest upsampling followed by a
     convolution (``"nearest"``, BEGAN's decoder).
@@ -278,13 +293,6 @@ class ConvDecoder(nn.Module):
                 layers += [norm_2d(norm, out), _act(activation)]
             c = out
         self.net = nn.Sequential(*layers)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        # channels_last inside: the convolutions skip a layout reorder each, and the thin last layer's
-        # GEMM reads its input in place (benchmarks/sampling.py). Images leave in the default layout.
-        x = self.fc(h).view(-1, *self.start_shape).contiguous(memory_format=torch.channels_last)
-        return self.net(x).contiguous()
-
 
 def _act(name: str) -> nn.Module:
     if name == "leaky_relu":
