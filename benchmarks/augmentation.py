@@ -16,7 +16,8 @@ the row. Cases:
     least ``--gate``, else it is redrawn);
   - on those labels and the other training images without labels
     (``genaug train cvae --labels-per-class N``: a semi-supervised GAN labels them first);
-  - the bundled ``mnist-cvae`` ("transfer: it saw all 60,000 labels").
+  - the bundled ``mnist-cvae`` ("transfer: it saw all 60,000 labels"), or ``--generator``: another
+    generator, or an ``.h5`` export of one (a slow diffusion model sampled once, then drawn from).
 - **imbalanced**: the training set with classes 5-9 cut to 1% (drawn by the seed). Real
   only; real with class-balanced resampling; real topped up per class to the largest
   class with samples of a conditional VAE trained on that imbalanced set with
@@ -69,6 +70,14 @@ LOW_ROWS = ("own", "gated", "semi", "transfer")
 VALIDATION_SEED = 7777
 
 
+def generator_label(name: str) -> str:
+    """A row's name for ``--generator``: the name, or "FILE (stored samples)" for an export."""
+    path = Path(name)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return f"{path.name} (stored samples)"
+    return name
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", help="folder holding MNIST/raw")
@@ -85,7 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="gated rows: the real-only CNN's least probability of a synthetic image's class "
                          "(0: no gated rows)")
     ap.add_argument("--full-fraction", type=float, default=0.25, help="synthetic share of each batch (full data)")
-    ap.add_argument("--generator", default="mnist-cvae", help="the bundled generator of the transfer rows")
+    ap.add_argument("--generator", default="mnist-cvae",
+                    help="the generator of the transfer rows: a bundled name, a folder, or an .h5 file of "
+                         "samples from `genaug export` (drawn from as genaug.generators.StoredSamples)")
     ap.add_argument("--own-steps", type=int, default=2000, help="steps of the cVAE trained on N labels only")
     ap.add_argument("--semi-epochs", type=int, default=3, help="epochs of the semi-supervised cVAE")
     ap.add_argument("--labeller-epochs", type=int, default=5, help="epochs of its labelling GAN")
@@ -222,7 +233,7 @@ class Runner:
                      lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
                      fraction=a.fraction)
         if "transfer" in a.rows:
-            self.row(case, f"+ {a.generator} (transfer: it saw all 60,000 labels)", seed,
+            self.row(case, f"+ {generator_label(a.generator)} (transfer: it saw all 60,000 labels)", seed,
                      lambda: self.fit(x, y, seed, mix=genaug.load_generator(a.generator), fraction=a.fraction),
                      fraction=a.fraction)
 
@@ -261,7 +272,7 @@ class Runner:
         case = f"full data ({self.total})"
         steps = self.full_steps
         self.row(case, "real only", seed, lambda: self.fit(self.x, self.y, seed, steps=steps), steps=steps)
-        self.row(case, f"+ {a.generator}", seed,
+        self.row(case, f"+ {generator_label(a.generator)}", seed,
                  lambda: self.fit(self.x, self.y, seed, mix=genaug.load_generator(a.generator),
                                   fraction=a.full_fraction, steps=steps), fraction=a.full_fraction, steps=steps)
 

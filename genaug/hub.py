@@ -15,6 +15,7 @@ from typing import Any
 
 from genaug.device import get_device
 from genaug.generators.base import BaseGenerator
+from genaug.generators.stored import StoredSamples
 from genaug.registry import (
     BUNDLED_DIR,
     NAMED,
@@ -31,7 +32,9 @@ __all__ = ["BUNDLED_DIR", "bundled_path", "list_generators", "load_generator", "
 def load_generator(name_or_path: str | os.PathLike[str], *, device: Any = "cpu") -> BaseGenerator:
     """Load a generator by registered name, or from a folder / ``.safetensors`` file pair.
 
-    Only safetensors and JSON are read; nothing is unpickled.
+    Only safetensors and JSON are read; nothing is unpickled. An ``.h5`` / ``.hdf5`` file written
+    by ``genaug export`` loads as :class:`~genaug.generators.StoredSamples`: a generator that
+    draws from the stored samples (a slow generator, sampled once, mixed in on the fly).
 
     Example:
         >>> gen = load_generator("runs/cvae", device="auto")  # doctest: +SKIP
@@ -46,4 +49,6 @@ def load_generator(name_or_path: str | os.PathLike[str], *, device: Any = "cpu")
         raise FileNotFoundError(
             f"no generator named {key!r} and no such file or folder; registered names: {list_generators()}"
         )
+    if path.is_file() and path.suffix.lower() in (".h5", ".hdf5"):
+        return StoredSamples.from_hdf5(path).to(get_device(device))
     return BaseGenerator.from_pretrained(path).to(get_device(device))

@@ -70,6 +70,20 @@ def test_semi_row_with_a_student_labeller_and_a_first_seed(tmp_path):
     assert (semi["labeller"], semi["labeller_student_rounds"]) == ("ssgan+student", 2)
 
 
+def test_transfer_row_draws_from_an_exported_file(tmp_path):
+    from helpers import tiny_generator
+
+    from genaug.data.hdf5 import export_hdf5
+
+    bank = export_hdf5(tiny_generator("vae"), tmp_path / "bank.h5", per_class=3, progress=False)
+    table = augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10",
+                               "--cases", "low", "full", "--rows", "transfer", "--generator", str(bank)])
+    rows = {(r["case"], r["row"]) for r in table["rows"]}
+    assert ("low data, 8 per class", "+ bank.h5 (stored samples) (transfer: it saw all 60,000 labels)") in rows
+    assert ("full data (60,000)", "+ bank.h5 (stored samples)") in rows  # tiny runs keep the real names
+    assert all(0.0 <= r["mean"] <= 100.0 for r in table["rows"])  # percent
+
+
 def test_diffusion_candidates_smoke_writes_every_stage(tmp_path):
     out = tmp_path / "dc"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "diffusion_candidates.py"), "--data", "sample",

@@ -4,6 +4,7 @@ from genaug.generators.base import BaseGenerator, Generator, SamplingError
 from genaug.generators.diffusion import DiffusionGenerator
 from genaug.generators.gan import GANGenerator
 from genaug.generators.prior import LatentPriorConfig, LatentPriorGenerator, fit_latent_prior
+from genaug.generators.stored import StoredSamples
 from genaug.generators.vae import VAEGenerator
 from genaug.generators.wrappers import (
     FilterConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "RelabelledConfig",
     "RelabelledGenerator",
     "SamplingError",
+    "StoredSamples",
     "VAEGenerator",
     "fit_latent_prior",
     "match_classes",
