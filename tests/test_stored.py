@@ -74,6 +74,8 @@ def test_sampling_refuses_what_stored_images_cannot_do(tmp_path):
         bank.sample(torch.tensor([3]))
     with pytest.raises(TypeError, match="no latent-to-image map"):
         bank.decode(torch.zeros(1, 0), torch.tensor([0]))
+    with pytest.raises(ValueError, match="drawing stored images, so no latent reproduces its images"):
+        export_hdf5(bank, tmp_path / "again.h5", n=3, with_latents=True, progress=False)
     with pytest.raises(TypeError, match="keep the HDF5 file"):
         bank.save_pretrained(tmp_path / "bank")
     assert not (tmp_path / "bank").exists()
@@ -101,3 +103,17 @@ def test_an_export_loads_as_stored_samples_that_mix_into_batches(tmp_path):
     out = reordered.sample(torch.tensor([0] * 20), generator=torch.Generator().manual_seed(0))
     nines = {bytes(img.numpy()) for img, lab in zip(images, labels, strict=True) if lab == 9}
     assert all(bytes((o * 255).round().to(torch.uint8).numpy()) in nines for o in out)
+
+
+def test_the_cli_takes_an_export_as_its_generator(tmp_path, capsys):
+    from genaug.cli import main
+
+    path = export_hdf5(tiny_generator("vae"), tmp_path / "s.h5", per_class=4, seed=0, progress=False)
+    assert main(["sample", "--generator", str(path), "--per-class", "2", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    assert main(["export", "--generator", str(path), "--per-class", "3", "--out", str(tmp_path / "again.h5"),
+                 "--no-progress"]) == 0
+    images, labels = HDF5Dataset(tmp_path / "again.h5").tensors()
+    stored = {(bytes(img.numpy()), int(y)) for img, y in zip(*HDF5Dataset(path).tensors(), strict=True)}
+    assert len(labels) == 30 and all((bytes(i.numpy()), int(y)) in stored for i, y in zip(images, labels, strict=True))
+    capsys.readouterr()

@@ -101,7 +101,7 @@ def export_hdf5(
         raise ValueError(
             f"with_latents needs a generator whose images are a function of their latents; "
             f"{type(model).__name__} (family {getattr(model, 'family', '?')!r}) samples by "
-            "rejection or mixing, so no latent reproduces its images"
+            "rejection, mixing or drawing stored images, so no latent reproduces its images"
         )
     check_output_path(path, name="output", overwrite=overwrite, overwrite_hint="overwrite=True (CLI: --overwrite)")
     labels = plan_labels(model.num_classes, per_class=per_class, n=n,
