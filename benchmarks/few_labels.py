@@ -118,6 +118,8 @@ def main() -> None:
         return
     if not args.data_root:
         ap.error("--data-root is required (unless --merge)")
+    if args.consistency_steps and STUDENT not in args.recipes:
+        ap.error(f"--consistency-steps fine-tunes the student CNN: add '{STUDENT}' to --recipes")
     results = run(args)
     settings = {k: getattr(args, k) for k in ("labels", "steps", "synthetic", "cvae_steps", "ssgan_epochs",
                                               "ssgan_init_images", "ssgan_ema_decay", "student_steps",

@@ -163,6 +163,11 @@ def test_few_labels_consistency_row_follows_the_last_student_round(tmp_path, cap
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split("  ")[0] for line in lines if line.startswith("ssgan labels")]
     assert rows[-1] == few_labels.CONSISTENCY  # printed after the rounds it starts from
+    monkeypatch.setattr(sys, "argv", ["few_labels.py", "--data-root", str(root), "--recipes", "semi-supervised gan",
+                                      "--consistency-steps", "2"])
+    with pytest.raises(SystemExit):
+        few_labels.main()
+    assert f"add '{few_labels.STUDENT}' to --recipes" in capsys.readouterr().err
 
 
 def test_augmentation_validation_holds_out_training_images_and_never_reads_the_test_set(tmp_path, monkeypatch):

@@ -294,6 +294,7 @@ class ConvDecoder(DenseToMapDecoder):
             c = out
         self.net = nn.Sequential(*layers)
 
+
 def _act(name: str) -> nn.Module:
     if name == "leaky_relu":
         return nn.LeakyReLU(0.2)

@@ -429,7 +429,7 @@ def train_consistency(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 
     Example:
         >>> student = train_student(x, pseudo, rounds=2)  # doctest: +SKIP
-        >>> better = train_consistency(student, x, y, idx)  # doctest: +SKIP
+        >>> tuned = train_consistency(student, x, y, idx)  # doctest: +SKIP
     """
     import copy
 
