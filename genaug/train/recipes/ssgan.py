@@ -454,7 +454,7 @@ def train_consistency(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     student = copy.deepcopy(model).to(dev).train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    running: torch.Tensor | None = None  # the mean prediction, for align
+    running = prior = None  # for align: the mean prediction, and the labelled images' class shares
     for _ in tqdm(range(steps), desc="consistency", disable=not progress, leave=False):
         li = labelled[torch.randint(len(labelled), (batch_size,), generator=g)]
         ui = torch.randint(len(x), (batch_size * unlabelled_ratio,), generator=g)
@@ -464,8 +464,9 @@ def train_consistency(model: nn.Module, images: torch.Tensor, labels: torch.Tens
         with torch.no_grad():
             probs = torch.softmax(student(weak).float(), 1)
             if align:
-                prior = torch.bincount(y[labelled], minlength=probs.shape[1]).float().to(dev)
-                prior = prior / prior.sum()
+                if prior is None:  # the number of classes is known from the first prediction
+                    prior = torch.bincount(y[labelled], minlength=probs.shape[1]).float().to(dev)
+                    prior = prior / prior.sum()
                 mean = probs.mean(0)
                 running = mean if running is None else 0.999 * running + 0.001 * mean
                 probs = probs * prior / running.clamp_min(1e-6)
