@@ -15,7 +15,10 @@ the row. Cases:
     (``FilteredGenerator``: the real-only CNN of that seed must give a sample's class at
     least ``--gate``, else it is redrawn);
   - on those labels and the other training images without labels
-    (``genaug train cvae --labels-per-class N``: a semi-supervised GAN labels them first);
+    (``genaug train cvae --labels-per-class N``: a semi-supervised GAN labels them first), or,
+    with ``--semi-generator``, a generator trained that way beforehand (e.g. a diffusion model,
+    ``genaug train cddpm --labels-per-class N --seed 1000+SEED``), sampled afresh or, with
+    ``--semi-bank K``, through a bank of K samples per class exported once per seed;
   - the bundled ``mnist-cvae`` ("transfer: it saw all 60,000 labels"), or ``--generator``: another
     generator, or an ``.h5`` export of one (a slow diffusion model sampled once, then drawn from).
 - **imbalanced**: the training set with classes 5-9 cut to 1% (drawn by the seed). Real
@@ -99,6 +102,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "samples from `genaug export` (drawn from as genaug.generators.StoredSamples)")
     ap.add_argument("--own-steps", type=int, default=2000, help="steps of the cVAE trained on N labels only")
     ap.add_argument("--semi-epochs", type=int, default=3, help="epochs of the semi-supervised cVAE")
+    ap.add_argument("--semi-generator", metavar="FOLDER",
+                    help="the semi-supervised row's generator, trained beforehand with `genaug train FAMILY "
+                         "--labels-per-class N --seed 1000+SEED` on the MNIST training set; {seed} in the folder "
+                         "name is replaced by the seed (default: train a cVAE for --semi-epochs)")
+    ap.add_argument("--semi-bank", type=int, default=0, metavar="K",
+                    help="with --semi-generator: export K samples per class once per seed (into --out, resumable) "
+                         "and draw from them (genaug.StoredSamples); 0: sample afresh")
+    ap.add_argument("--bank-amp", choices=("off", "bf16"), default="off",
+                    help="mixed precision of that export (bf16: faster on CPUs with bf16 instructions)")
     ap.add_argument("--labeller-epochs", type=int, default=5, help="epochs of its labelling GAN")
     ap.add_argument("--labeller-student-steps", type=int, default=0,
                     help="> 0: augmented CNNs relabel the images after the GAN, this many steps each")
@@ -116,6 +128,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="a seconds-long check of every row on the bundled sample (no MNIST needed)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
+    if args.semi_bank < 0:
+        ap.error(f"--semi-bank must be >= 0 samples per class, got {args.semi_bank}")
+    if args.semi_bank and not args.semi_generator:
+        ap.error("--semi-bank exports samples of --semi-generator; give --semi-generator FOLDER too")
     out = Path(args.out)
     if args.stage == "run":
         if args.tiny:
@@ -228,7 +244,14 @@ class Runner:
         if a.gate > 0 and "gated" in a.rows:
             self.row(case, f"+ cVAE trained on the N labels only, gated (real-only CNN >= {a.gate})", seed, gated,
                      fraction=own)
-        if "semi" in a.rows:
+        if "semi" in a.rows and a.semi_generator:
+            given = self.given_semi_generator(n, seed, idx)
+            bank = f", a stored bank of {a.semi_bank} per class" if a.semi_bank else ""
+            self.row(case, f"+ {given.provenance.get('training_family', given.family)} semi-supervised{bank} "
+                           "(N labels + unlabelled rest)", seed,
+                     lambda: self.fit(x, y, seed, mix=self.semi_bank(given, n, seed), fraction=a.fraction),
+                     fraction=a.fraction)
+        elif "semi" in a.rows:
             self.row(case, "+ cVAE semi-supervised (N labels + unlabelled rest)", seed,
                      lambda: self.fit(x, y, seed, mix=self.semi_generator(n, seed), fraction=a.fraction),
                      fraction=a.fraction)
@@ -341,6 +364,39 @@ class Runner:
                          labeller_student_rounds=a.labeller_student_rounds)
         return self.train_generator(f"semi-{n}-seed{seed}", (self.x, self.y), epochs=a.semi_epochs,
                                     labels_per_class=n, seed=1000 + seed, **extra)
+
+    def given_semi_generator(self, n: int, seed: int, idx: torch.Tensor) -> Any:
+        """--semi-generator for this seed, checked to have been trained from this row's labelled
+        images ``idx`` (its card records them)."""
+        folder = self.args.semi_generator.replace("{seed}", str(seed))
+        gen = genaug.load_generator(folder)
+        semi = gen.provenance.get("semi_supervised")
+        if not semi:
+            raise SystemExit(f"--semi-generator {folder} was not trained semi-supervised (its card has no "
+                             "semi_supervised record): train it with `genaug train FAMILY --labels-per-class N`")
+        if semi.get("labelled_indices") != idx.tolist():
+            raise SystemExit(f"--semi-generator {folder} was trained from other labelled images than this row's "
+                             f"({n} per class, seed {seed}): its card has labels_per_class="
+                             f"{semi.get('labels_per_class')}, label_seed={semi.get('label_seed')}; train it with "
+                             f"--labels-per-class {n} --seed {1000 + seed} on the MNIST training set "
+                             "(without --validation)")
+        gen.provenance["generator_folder"] = folder
+        return gen
+
+    def semi_bank(self, gen: Any, n: int, seed: int) -> Any:
+        """``gen`` itself, or with --semi-bank K a bank of K samples per class of it, exported once."""
+        from genaug.data.hdf5 import export_hdf5
+
+        a = self.args
+        if not a.semi_bank:
+            return gen
+        path = self.out / "gen" / f"semi-bank-{n}-seed{seed}.h5"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.parent / f".{path.name}.partial"  # an interrupted export continues
+            export_hdf5(gen.set_amp(a.bank_amp), path, per_class=3 if self.tiny else a.semi_bank, seed=7,
+                        resume=partial.exists(), generator_name=gen.provenance["generator_folder"], progress=False)
+        return genaug.load_generator(str(path))
 
     def imbalanced_generator(self, seed: int, keep: torch.Tensor) -> Any:
         extra = {"max_steps": 3} if self.tiny else {}

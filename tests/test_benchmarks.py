@@ -70,6 +70,29 @@ def test_semi_row_with_a_student_labeller_and_a_first_seed(tmp_path):
     assert (semi["labeller"], semi["labeller_student_rounds"]) == ("ssgan+student", 2)
 
 
+def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
+    # A semi-supervised generator trained from seed 0's labelled images (the tiny semi row trains one).
+    augmentation.main(["--tiny", "--out", str(tmp_path / "first"), "--seeds", "1", "--labels", "10",
+                       "--cases", "low", "--rows", "semi"])
+    given = str(tmp_path / "first" / "gen" / "semi-8-seed{seed}")
+    table = augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10",
+                               "--cases", "low", "--rows", "semi", "--semi-generator", given, "--semi-bank", "5"])
+    row = "+ cvae semi-supervised, a stored bank of 5 per class (N labels + unlabelled rest)"
+    assert {r["row"] for r in table["rows"]} == {"real only", row}
+    bank = augmentation.genaug.load_generator(str(tmp_path / "out" / "gen" / "semi-bank-8-seed0.h5"))
+    assert len(bank) == 30 and bank.provenance["generator_name"].endswith("semi-8-seed0")  # 3 per class when tiny
+    # Seed 1's labelled images are not the ones it was trained from: refused, with what to do.
+    with pytest.raises(SystemExit, match=r"other labelled images.*--labels-per-class 8 --seed 1001"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--first-seed", "1",
+                           "--labels", "10", "--cases", "low", "--rows", "semi", "--semi-generator",
+                           given.format(seed=0)])
+    with pytest.raises(SystemExit, match="not trained semi-supervised"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "other"), "--seeds", "1", "--labels", "10",
+                           "--cases", "low", "--rows", "semi", "--semi-generator", "mnist-cvae"])
+    with pytest.raises(SystemExit):  # a bank of what?
+        augmentation.main(["--tiny", "--out", str(tmp_path / "other"), "--semi-bank", "5"])
+
+
 def test_transfer_row_draws_from_an_exported_file(tmp_path):
     from helpers import tiny_generator
 
