@@ -384,19 +384,28 @@ class Runner:
         return gen
 
     def semi_bank(self, gen: Any, n: int, seed: int) -> Any:
-        """``gen`` itself, or with --semi-bank K a bank of K samples per class of it, exported once."""
-        from genaug.data.hdf5 import export_hdf5
+        """``gen`` itself, or with --semi-bank K a bank of K samples per class of it, exported once
+        (a bank already in --out is used only if it was made from these weights, K and --bank-amp)."""
+        from genaug.data.hdf5 import export_hdf5, weights_sha256
 
         a = self.args
         if not a.semi_bank:
             return gen
         path = self.out / "gen" / f"semi-bank-{n}-seed{seed}.h5"
+        per_class = 3 if self.tiny else a.semi_bank
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.parent / f".{path.name}.partial"  # an interrupted export continues
-            export_hdf5(gen.set_amp(a.bank_amp), path, per_class=3 if self.tiny else a.semi_bank, seed=7,
-                        resume=partial.exists(), generator_name=gen.provenance["generator_folder"], progress=False)
-        return genaug.load_generator(str(path))
+            export_hdf5(gen.set_amp(a.bank_amp), path, per_class=per_class, seed=7, resume=partial.exists(),
+                        generator_name=gen.provenance["generator_folder"], progress=False)
+        bank = genaug.load_generator(str(path))
+        made = (bank.provenance.get("generator_sha256"), bank.provenance.get("amp"), len(bank))
+        asked = (weights_sha256(gen), a.bank_amp, per_class * gen.num_classes)
+        if made != asked:
+            raise SystemExit(f"{path} was exported from other weights or settings (weights sha256 {made[0]}, amp "
+                             f"{made[1]}, {made[2]} samples) than this run asks for (weights sha256 {asked[0]}, amp "
+                             f"{asked[1]}, {asked[2]} samples): give another --out")
+        return bank
 
     def imbalanced_generator(self, seed: int, keep: torch.Tensor) -> Any:
         extra = {"max_steps": 3} if self.tiny else {}

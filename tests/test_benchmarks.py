@@ -91,6 +91,15 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
                            "--cases", "low", "--rows", "semi", "--semi-generator", "mnist-cvae"])
     with pytest.raises(SystemExit):  # a bank of what?
         augmentation.main(["--tiny", "--out", str(tmp_path / "other"), "--semi-bank", "5"])
+    # The bank in --out is of these weights: a generator with other weights is refused, not mixed in.
+    changed = augmentation.genaug.load_generator(given.format(seed=0))
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    changed.save_pretrained(tmp_path / "changed")
+    (tmp_path / "out" / "results").rename(tmp_path / "old-results")
+    with pytest.raises(SystemExit, match="exported from other weights"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10", "--cases",
+                           "low", "--rows", "semi", "--semi-generator", str(tmp_path / "changed"), "--semi-bank", "5"])
 
 
 def test_transfer_row_draws_from_an_exported_file(tmp_path):
