@@ -368,7 +368,7 @@ class Runner:
     def given_semi_generator(self, n: int, seed: int, idx: torch.Tensor) -> Any:
         """--semi-generator for this seed, checked to have been trained from this row's labelled
         images ``idx`` (its card records them)."""
-        folder = self.args.semi_generator.replace("{seed}", str(seed))
+        folder = self.semi_folder(seed)
         gen = genaug.load_generator(folder)
         semi = gen.provenance.get("semi_supervised")
         if not semi:
@@ -380,8 +380,11 @@ class Runner:
                              f"{semi.get('labels_per_class')}, label_seed={semi.get('label_seed')}; train it with "
                              f"--labels-per-class {n} --seed {1000 + seed} on the MNIST training set "
                              "(without --validation)")
-        gen.provenance["generator_folder"] = folder
         return gen
+
+    def semi_folder(self, seed: int) -> str:
+        """--semi-generator with {seed} replaced by ``seed``."""
+        return self.args.semi_generator.replace("{seed}", str(seed))
 
     def semi_bank(self, gen: Any, n: int, seed: int) -> Any:
         """``gen`` itself, or with --semi-bank K a bank of K samples per class of it, exported once
@@ -397,7 +400,7 @@ class Runner:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.parent / f".{path.name}.partial"  # an interrupted export continues
             export_hdf5(gen.set_amp(a.bank_amp), path, per_class=per_class, seed=7, resume=partial.exists(),
-                        generator_name=gen.provenance["generator_folder"], progress=False)
+                        generator_name=self.semi_folder(seed), progress=False)
         bank = genaug.load_generator(str(path))
         made = (bank.provenance.get("generator_sha256"), bank.provenance.get("amp"), len(bank))
         asked = (weights_sha256(gen), a.bank_amp, per_class * gen.num_classes)
