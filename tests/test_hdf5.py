@@ -251,3 +251,33 @@ def test_bf16_sampling_is_recorded_and_part_of_the_plan(tmp_path):
         assert (a.attrs["amp"], b.attrs["amp"]) == ("off", "bf16")
         assert a.attrs["plan_sha256"] != b.attrs["plan_sha256"]  # a float32 partial file is not resumed in bf16
         assert not np.array_equal(a["images"][()], b["images"][()])
+
+
+def test_resume_starts_again_when_the_sampler_changed(tmp_path, capsys):
+    # Same weights, other sampler settings: the partial file's images are not this sampler's.
+    from genaug.generators import with_sampling
+
+    gen = tiny_generator("diffusion")
+    other = with_sampling(gen, {"sample_steps": gen.config.sample_steps + 1})
+    kwargs = {"n": 40, "batch_size": 10, "chunk_size": 5, "progress": False}
+    ref = export_hdf5(other, tmp_path / "ref.h5", **kwargs)
+    partial = tmp_path / ".out.h5.partial"
+    export_hdf5(gen, tmp_path / "out.h5", **kwargs)
+    (tmp_path / "out.h5").rename(partial)
+    with h5py.File(partial, "r+") as f:
+        del f.attrs["complete"]
+        f.attrs["blocks_done"] = 2
+    export_hdf5(other, tmp_path / "out.h5", resume=True, **kwargs)
+    assert "made with other settings, starting again" in capsys.readouterr().out
+    a, b = h5_contents(ref), h5_contents(tmp_path / "out.h5")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # The same sampler resumes from block 2: its first two blocks are the partial file's own.
+    (tmp_path / "out.h5").rename(partial)
+    with h5py.File(partial, "r+") as f:
+        del f.attrs["complete"]
+        f.attrs["blocks_done"] = 2
+        f["images"][:20] = 0  # marks what was kept
+    export_hdf5(other, tmp_path / "out.h5", resume=True, **kwargs)
+    assert "starting again" not in capsys.readouterr().out
+    images = h5_contents(tmp_path / "out.h5")[0]
+    assert (images[:20] == 0).all() and np.array_equal(images[20:], a[0][20:])

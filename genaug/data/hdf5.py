@@ -152,7 +152,7 @@ def _write_blocks(model: Any, path: Path, partial: Path, labels: np.ndarray, *, 
                   generator_name: str | None, progress: bool) -> None:
     """Generate and write blocks ``first_block + done .. last_block`` of the plan into ``partial``."""
     total = hi - lo
-    f, done = _open_partial(partial, plan) if resume else (None, 0)
+    f, done = _open_partial(partial, plan, _settings(model.card())) if resume else (None, 0)
     if f is None:
         f = h5py.File(partial, "w")
         # A shard can be empty (fewer blocks than ranks): then its datasets are plain, not chunked.
@@ -258,8 +258,22 @@ class BlockWriter:
 _SPACE_MARGIN = 2**20
 
 
-def _open_partial(partial: Path, plan: str) -> tuple[h5py.File | None, int]:
-    """Reopen a partial export made with the same plan; (None, 0) if absent, different or damaged."""
+def _settings(card: dict[str, Any]) -> str:
+    """A generator card without its provenance, at every level: what decides its samples beyond
+    the weights (a diffusion model's sampler, a gate's threshold, a mixture's shares)."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "provenance"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(card), sort_keys=True)
+
+
+def _open_partial(partial: Path, plan: str, settings: str) -> tuple[h5py.File | None, int]:
+    """Reopen a partial export made with the same plan by a generator of the same ``settings``
+    (:func:`_settings`); (None, 0) if absent, different or damaged."""
     if not partial.exists():
         return None, 0
     try:
@@ -267,7 +281,12 @@ def _open_partial(partial: Path, plan: str) -> tuple[h5py.File | None, int]:
     except OSError:
         tqdm.write(f"{partial}: damaged partial file, starting again")
         return None, 0
-    if f.attrs.get("plan_sha256") != plan:
+    try:
+        made_by = _settings(json.loads(f.attrs.get("generator_config", "{}")))
+    except (TypeError, ValueError):
+        made_by = None
+    # The weights are in the plan; settings such as a sampler's steps are not (older plans keep their hash).
+    if f.attrs.get("plan_sha256") != plan or made_by != settings:
         f.close()
         tqdm.write(f"{partial}: made with other settings, starting again")
         return None, 0
