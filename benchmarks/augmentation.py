@@ -18,7 +18,9 @@ the row. Cases:
     (``genaug train cvae --labels-per-class N``: a semi-supervised GAN labels them first), or,
     with ``--semi-generator``, a generator trained that way beforehand (e.g. a diffusion model,
     ``genaug train cddpm --labels-per-class N --seed 1000+SEED``), sampled afresh or, with
-    ``--semi-bank K``, through a bank of K samples per class exported once per seed;
+    ``--semi-bank K``, through a bank of K samples per class exported once per seed
+    (``--bank-sampling sample_steps=40`` sets its sampler; ``--bank-gate P`` redraws samples that a
+    CNN trained on the generator's own pseudo-labels gives their class < P);
   - the bundled ``mnist-cvae`` ("transfer: it saw all 60,000 labels"), or ``--generator``: another
     generator, or an ``.h5`` export of one (a slow diffusion model sampled once, then drawn from).
 - **imbalanced**: the training set with classes 5-9 cut to 1% (drawn by the seed). Real
@@ -58,7 +60,8 @@ import torch
 
 import genaug
 from genaug.data import MNISTSample, as_tensors, load_mnist
-from genaug.generators import FilterConfig, FilteredGenerator
+from genaug.data.hdf5 import export_hdf5, weights_sha256
+from genaug.generators import FilterConfig, FilteredGenerator, with_sampling
 from genaug.metrics import train_augmented_classifier
 from genaug.models import Classifier
 from genaug.train import TrainConfig, Trainer
@@ -109,6 +112,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--semi-bank", type=int, default=0, metavar="K",
                     help="with --semi-generator: export K samples per class once per seed (into --out, resumable) "
                          "and draw from them (genaug.StoredSamples); 0: sample afresh")
+    ap.add_argument("--bank-sampling", action="append", default=[], metavar="FIELD=VALUE",
+                    help="with --semi-bank: set a field of the generator's sampler before the export "
+                         "(e.g. sample_steps=40, guidance=0.5); repeatable")
+    ap.add_argument("--bank-gate", type=float, default=0.0, metavar="P",
+                    help="with --semi-bank: export through a gate, a CNN trained on the generator's own "
+                         "pseudo-labels, redrawing samples it gives their class < P")
+    ap.add_argument("--bank-gate-steps", type=int, default=3000, help="training steps of that gate CNN")
     ap.add_argument("--bank-amp", choices=("off", "bf16"), default="off",
                     help="mixed precision of that export (bf16: faster on CPUs with bf16 instructions)")
     ap.add_argument("--labeller-epochs", type=int, default=5, help="epochs of its labelling GAN")
@@ -132,6 +142,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error(f"--semi-bank must be >= 0 samples per class, got {args.semi_bank}")
     if args.semi_bank and not args.semi_generator:
         ap.error("--semi-bank exports samples of --semi-generator; give --semi-generator FOLDER too")
+    if (args.bank_sampling or args.bank_gate) and not args.semi_bank:
+        ap.error("--bank-sampling and --bank-gate shape the bank of --semi-bank K; give --semi-bank too")
+    if not 0.0 <= args.bank_gate < 1.0:
+        ap.error(f"--bank-gate must be a probability in [0, 1), got {args.bank_gate}")
+    try:
+        args.bank_sampling = _sampling_fields(args.bank_sampling)
+    except ValueError as err:
+        ap.error(str(err))
     out = Path(args.out)
     if args.stage == "run":
         if args.tiny:
@@ -147,6 +165,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = report(out)
     print(table["text"])
     return table
+
+
+def _sampling_fields(items: list[str]) -> dict[str, Any]:
+    """``["sample_steps=40", ...]`` as a dict (values read as JSON where they parse)."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--bank-sampling expects FIELD=VALUE, got {item!r}")
+        try:
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
+    return fields
 
 
 def hold_out(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
@@ -246,7 +278,7 @@ class Runner:
                      fraction=own)
         if "semi" in a.rows and a.semi_generator:
             given = self.given_semi_generator(n, seed, idx)
-            bank = f", a stored bank of {a.semi_bank} per class" if a.semi_bank else ""
+            bank = f", a stored bank of {a.semi_bank} per class{self.bank_variant(text=True)}" if a.semi_bank else ""
             self.row(case, f"+ {given.provenance.get('training_family', given.family)} semi-supervised{bank} "
                            "(N labels + unlabelled rest)", seed,
                      lambda: self.fit(x, y, seed, mix=self.semi_bank(given, n, seed), fraction=a.fraction),
@@ -389,26 +421,68 @@ class Runner:
     def semi_bank(self, gen: Any, n: int, seed: int) -> Any:
         """``gen`` itself, or with --semi-bank K a bank of K samples per class of it, exported once
         (a bank already in --out is used only if it was made from these weights, K and --bank-amp)."""
-        from genaug.data.hdf5 import export_hdf5, weights_sha256
-
         a = self.args
         if not a.semi_bank:
             return gen
-        path = self.out / "gen" / f"semi-bank-{n}-seed{seed}.h5"
+        path = self.out / "gen" / f"semi-bank-{n}-seed{seed}{self.bank_variant()}.h5"
         per_class = 3 if self.tiny else a.semi_bank
+        source = with_sampling(gen, a.bank_sampling, name=self.semi_folder(seed))
+        if a.bank_gate:
+            source = self.gated(source, n, seed)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.parent / f".{path.name}.partial"  # an interrupted export continues
-            export_hdf5(gen.set_amp(a.bank_amp), path, per_class=per_class, seed=7, resume=partial.exists(),
+            export_hdf5(source.set_amp(a.bank_amp), path, per_class=per_class, seed=7, resume=partial.exists(),
                         generator_name=self.semi_folder(seed), progress=False)
         bank = genaug.load_generator(str(path))
-        made = (bank.provenance.get("generator_sha256"), bank.provenance.get("amp"), len(bank))
-        asked = (weights_sha256(gen), a.bank_amp, per_class * gen.num_classes)
+        made = (bank.provenance.get("generator_sha256"), bank.provenance.get("amp"), len(bank),
+                json.loads(bank.provenance.get("generator_config", "{}")).get("config"))
+        asked = (weights_sha256(source), a.bank_amp, per_class * gen.num_classes, source.card()["config"])
         if made != asked:
             raise SystemExit(f"{path} was exported from other weights or settings (weights sha256 {made[0]}, amp "
-                             f"{made[1]}, {made[2]} samples) than this run asks for (weights sha256 {asked[0]}, amp "
-                             f"{asked[1]}, {asked[2]} samples): give another --out")
+                             f"{made[1]}, {made[2]} samples, sampler {made[3]}) than this run asks for (weights "
+                             f"sha256 {asked[0]}, amp {asked[1]}, {asked[2]} samples, sampler {asked[3]}): give "
+                             "another --out")
         return bank
+
+    def bank_variant(self, *, text: bool = False) -> str:
+        """What --bank-sampling and --bank-gate change: for the row's name, or for the bank's file name."""
+        a = self.args
+        fields = [f"{k}={json.dumps(v)}" for k, v in sorted(a.bank_sampling.items())]
+        if text:
+            sampled = f", sampled with {', '.join(fields)}" if fields else ""
+            gated = f", gated (a CNN on its own pseudo-labels >= {a.bank_gate})" if a.bank_gate else ""
+            return sampled + gated
+        return "".join(f"-{f}" for f in fields) + (f"-gate{a.bank_gate}" if a.bank_gate else "")
+
+    def gated(self, gen: Any, n: int, seed: int) -> Any:
+        """``gen`` behind a gate: a CNN trained --bank-gate-steps steps on the pseudo-labels that
+        ``gen``'s training gave every image (its folder's ``pseudo_labels.safetensors``). The CNN
+        sees no label beyond the row's N per class. Saved once per seed in --out."""
+        from safetensors.torch import load_file
+
+        from genaug.train.trainer import PSEUDO_LABELS_NAME
+
+        a = self.args
+        threshold = min(a.bank_gate, 0.05) if self.tiny else a.bank_gate  # a 3-step CNN is near uniform
+        folder = self.out / "gen" / f"semi-gate-{n}-seed{seed}-steps{a.bank_gate_steps}"
+        if not (folder / "config.json").exists():
+            labels_path = Path(self.semi_folder(seed)) / PSEUDO_LABELS_NAME
+            if not labels_path.is_file():
+                raise SystemExit(f"--bank-gate trains its CNN on {labels_path}, which is missing: the generator's "
+                                 "run keeps its pseudo-labels there")
+            pseudo = load_file(str(labels_path))["labels"]
+            if len(pseudo) != len(self.x):
+                raise SystemExit(f"{labels_path} labels {len(pseudo)} images, but this run trains on {len(self.x)}")
+            steps = 3 if self.tiny else a.bank_gate_steps
+            cnn = train_augmented_classifier(self.x, pseudo, steps=steps, num_classes=gen.num_classes,
+                                             seed=1000 + seed, device=a.device)
+            FilteredGenerator(gen, cnn.cpu(), config=FilterConfig(min_confidence=threshold)).save_pretrained(folder)
+        gate = genaug.load_generator(str(folder))
+        if weights_sha256(gate.base) != weights_sha256(gen) or gate.config.min_confidence != threshold:
+            raise SystemExit(f"{folder} gates other weights or another threshold than this run asks for: "
+                             "give another --out")
+        return FilteredGenerator(gen, gate.judge, config=gate.config)
 
     def imbalanced_generator(self, seed: int, keep: torch.Tensor) -> Any:
         extra = {"max_steps": 3} if self.tiny else {}

@@ -91,6 +91,26 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
                            "--cases", "low", "--rows", "semi", "--semi-generator", "mnist-cvae"])
     with pytest.raises(SystemExit):  # a bank of what?
         augmentation.main(["--tiny", "--out", str(tmp_path / "other"), "--semi-bank", "5"])
+    # A gated bank: a CNN trained on the generator's own pseudo-labels redraws what it doubts.
+    table = augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10",
+                               "--cases", "low", "--rows", "semi", "--semi-generator", given, "--semi-bank", "5",
+                               "--bank-gate", "0.2", "--bank-gate-steps", "3"])
+    gated_row = ("+ cvae semi-supervised, a stored bank of 5 per class, gated (a CNN on its own pseudo-labels "
+                 ">= 0.2) (N labels + unlabelled rest)")
+    assert {r["row"] for r in table["rows"]} == {"real only", row, gated_row}
+    gated = augmentation.genaug.load_generator(str(tmp_path / "out" / "gen" / "semi-bank-8-seed0-gate0.2.h5"))
+    assert len(gated) == 30 and gated.provenance["generator_family"] == "filtered"
+    assert json.loads(gated.provenance["generator_config"])["config"]["min_confidence"] == 0.05  # tiny
+    # The cVAE has no sampler fields to set; a diffusion model's (sample_steps, guidance) go into the
+    # bank's file name and the row's name.
+    with pytest.raises(ValueError, match="sampling may set only"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10", "--cases",
+                           "low", "--rows", "semi", "--semi-generator", given, "--semi-bank", "5",
+                           "--bank-sampling", "sample_steps=40"])
+    for bad in (["--bank-gate", "0.5"], ["--semi-generator", given, "--semi-bank", "5", "--bank-gate", "1.5"],
+                ["--semi-generator", given, "--semi-bank", "5", "--bank-sampling", "steps"]):
+        with pytest.raises(SystemExit):
+            augmentation.main(["--tiny", "--out", str(tmp_path / "other"), *bad])
     # The bank in --out is of these weights: a generator with other weights is refused, not mixed in.
     changed = augmentation.genaug.load_generator(given.format(seed=0))
     with torch.no_grad():
