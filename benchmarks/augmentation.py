@@ -424,8 +424,8 @@ class Runner:
         a = self.args
         if not a.semi_bank:
             return gen
-        path = self.out / "gen" / f"semi-bank-{n}-seed{seed}{self.bank_variant()}.h5"
         per_class = 3 if self.tiny else a.semi_bank
+        path = self.out / "gen" / f"semi-bank-{n}-seed{seed}-{per_class}-per-class{self.bank_variant()}.h5"
         source = with_sampling(gen, a.bank_sampling, name=self.semi_folder(seed))
         if a.bank_gate:
             source = self.gated(source, n, seed)
@@ -435,14 +435,15 @@ class Runner:
             export_hdf5(source.set_amp(a.bank_amp), path, per_class=per_class, seed=7, resume=partial.exists(),
                         generator_name=self.semi_folder(seed), progress=False)
         bank = genaug.load_generator(str(path))
-        made = (bank.provenance.get("generator_sha256"), bank.provenance.get("amp"), len(bank),
-                json.loads(bank.provenance.get("generator_config", "{}")).get("config"))
-        asked = (weights_sha256(source), a.bank_amp, per_class * gen.num_classes, source.card()["config"])
-        if made != asked:
-            raise SystemExit(f"{path} was exported from other weights or settings (weights sha256 {made[0]}, amp "
-                             f"{made[1]}, {made[2]} samples, sampler {made[3]}) than this run asks for (weights "
-                             f"sha256 {asked[0]}, amp {asked[1]}, {asked[2]} samples, sampler {asked[3]}): give "
-                             "another --out")
+        stored = json.loads(bank.provenance.get("generator_config", "{}"))
+        made = {"weights sha256": bank.provenance.get("generator_sha256"), "amp": bank.provenance.get("amp"),
+                "samples": len(bank), "sampler": stored.get("config")}
+        asked = {"weights sha256": weights_sha256(source), "amp": a.bank_amp, "samples": per_class * gen.num_classes,
+                 "sampler": json.loads(json.dumps(source.card()["config"]))}  # as the file stores it
+        differ = [k for k in asked if made[k] != asked[k]]
+        if differ:
+            raise SystemExit(f"{path} was exported with other " + "; ".join(
+                f"{k} ({made[k]}, this run asks for {asked[k]})" for k in differ) + ": give another --out")
         return bank
 
     def bank_variant(self, *, text: bool = False) -> str:

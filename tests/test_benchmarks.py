@@ -79,7 +79,7 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
                                "--cases", "low", "--rows", "semi", "--semi-generator", given, "--semi-bank", "5"])
     row = "+ cvae semi-supervised, a stored bank of 5 per class (N labels + unlabelled rest)"
     assert {r["row"] for r in table["rows"]} == {"real only", row}
-    bank = augmentation.genaug.load_generator(str(tmp_path / "out" / "gen" / "semi-bank-8-seed0.h5"))
+    bank = augmentation.genaug.load_generator(str(tmp_path / "out" / "gen" / "semi-bank-8-seed0-3-per-class.h5"))
     assert len(bank) == 30 and bank.provenance["generator_name"].endswith("semi-8-seed0")  # 3 per class when tiny
     # Seed 1's labelled images are not the ones it was trained from: refused, with what to do.
     with pytest.raises(SystemExit, match=r"other labelled images.*--labels-per-class 8 --seed 1001"):
@@ -98,7 +98,8 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
     gated_row = ("+ cvae semi-supervised, a stored bank of 5 per class, gated (a CNN on its own pseudo-labels "
                  ">= 0.2) (N labels + unlabelled rest)")
     assert {r["row"] for r in table["rows"]} == {"real only", row, gated_row}
-    gated = augmentation.genaug.load_generator(str(tmp_path / "out" / "gen" / "semi-bank-8-seed0-gate0.2.h5"))
+    gated = augmentation.genaug.load_generator(str(tmp_path / "out" / "gen" /
+                                                   "semi-bank-8-seed0-3-per-class-gate0.2.h5"))
     assert len(gated) == 30 and gated.provenance["generator_family"] == "filtered"
     assert json.loads(gated.provenance["generator_config"])["config"]["min_confidence"] == 0.05  # tiny
     # The cVAE has no sampler fields to set; a diffusion model's (sample_steps, guidance) go into the
@@ -117,7 +118,7 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
         next(changed.parameters()).add_(0.01)
     changed.save_pretrained(tmp_path / "changed")
     (tmp_path / "out" / "results").rename(tmp_path / "old-results")
-    with pytest.raises(SystemExit, match="exported from other weights"):
+    with pytest.raises(SystemExit, match="exported with other weights sha256"):
         augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10", "--cases",
                            "low", "--rows", "semi", "--semi-generator", str(tmp_path / "changed"), "--semi-bank", "5"])
 
