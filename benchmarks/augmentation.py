@@ -420,7 +420,8 @@ class Runner:
 
     def semi_bank(self, gen: Any, n: int, seed: int) -> Any:
         """``gen`` itself, or with --semi-bank K a bank of K samples per class of it, exported once
-        (a bank already in --out is used only if it was made from these weights, K and --bank-amp)."""
+        (a bank already in --out is used only if it was made from these weights and sampler, K and
+        --bank-amp)."""
         a = self.args
         if not a.semi_bank:
             return gen
@@ -459,7 +460,7 @@ class Runner:
     def gated(self, gen: Any, n: int, seed: int) -> Any:
         """``gen`` behind a gate: a CNN trained --bank-gate-steps steps on the pseudo-labels that
         ``gen``'s training gave every image (its folder's ``pseudo_labels.safetensors``). The CNN
-        sees no label beyond the row's N per class. Saved once per seed in --out."""
+        sees no label beyond the row's N per class. Its CNN is saved once per seed in --out and serves any threshold."""
         from safetensors.torch import load_file
 
         from genaug.train.trainer import PSEUDO_LABELS_NAME
@@ -479,11 +480,10 @@ class Runner:
             cnn = train_augmented_classifier(self.x, pseudo, steps=steps, num_classes=gen.num_classes,
                                              seed=1000 + seed, device=a.device)
             FilteredGenerator(gen, cnn.cpu(), config=FilterConfig(min_confidence=threshold)).save_pretrained(folder)
-        gate = genaug.load_generator(str(folder))
-        if weights_sha256(gate.base) != weights_sha256(gen) or gate.config.min_confidence != threshold:
-            raise SystemExit(f"{folder} gates other weights or another threshold than this run asks for: "
-                             "give another --out")
-        return FilteredGenerator(gen, gate.judge, config=gate.config)
+        saved = genaug.load_generator(str(folder))
+        if weights_sha256(saved.base) != weights_sha256(gen):
+            raise SystemExit(f"{folder} holds a gate trained for a generator with other weights: give another --out")
+        return FilteredGenerator(gen, saved.judge, config=FilterConfig(min_confidence=threshold))
 
     def imbalanced_generator(self, seed: int, keep: torch.Tensor) -> Any:
         extra = {"max_steps": 3} if self.tiny else {}
