@@ -460,7 +460,8 @@ class Runner:
     def gated(self, gen: Any, n: int, seed: int) -> Any:
         """``gen`` behind a gate: a CNN trained --bank-gate-steps steps on the pseudo-labels that
         ``gen``'s training gave every image (its folder's ``pseudo_labels.safetensors``). The CNN
-        sees no label beyond the row's N per class. Its CNN is saved once per seed in --out and serves any threshold."""
+        sees no label beyond the row's N per class; it is saved once per seed in --out and serves
+        any threshold."""
         from safetensors.torch import load_file
 
         from genaug.train.trainer import PSEUDO_LABELS_NAME
