@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import genaug
@@ -133,6 +134,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--validation", type=int, default=0, metavar="N",
                     help="hold out N training images (the same ones for every seed) and report accuracy on "
                          "them instead of the test set: for choosing shares and gates")
+    ap.add_argument("--save-training", metavar="FILE.npz",
+                    help="write this run's training images and labels (with --validation, those not held out, "
+                         "in the order the run uses) to FILE.npz and stop: `genaug train --data FILE.npz "
+                         "--labels-per-class N --seed 1000+SEED` then trains a --semi-generator for a "
+                         "validation run")
     ap.add_argument("--stage", choices=("run", "report"), default="run")
     ap.add_argument("--tiny", action="store_true",
                     help="a seconds-long check of every row on the bundled sample (no MNIST needed)")
@@ -161,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             tx, ty = as_tensors(load_mnist(args.data_root, train=False))
         if args.validation:  # the test set is then not used at all
             x, y, tx, ty = hold_out(x, y, args.validation)
+        if args.save_training:
+            save_training(Path(args.save_training), x, y)
+            return {"rows": [], "text": ""}
         Runner(args, out, x, y, tx, ty).run()
     table = report(out)
     print(table["text"])
@@ -179,6 +188,19 @@ def _sampling_fields(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             fields[key] = value
     return fields
+
+
+def save_training(path: Path, x: torch.Tensor, y: torch.Tensor) -> None:
+    """``x`` (N, 1, H, W) uint8 and ``y`` as an .npz for ``genaug train --data``; never over a file."""
+    if path.suffix != ".npz":
+        raise SystemExit(f"--save-training writes an .npz file, got {path.name!r}")
+    if path.exists():
+        raise SystemExit(f"{path} exists; remove it or give another --save-training path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    np.savez(tmp, images=x[:, 0].numpy(), labels=y.numpy())
+    tmp.replace(path)
+    print(f"wrote {path}: {len(x)} training images")
 
 
 def hold_out(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:

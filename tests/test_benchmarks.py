@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -283,3 +284,26 @@ def test_sampling_amp_compares_float32_and_bf16():
     off, bf16 = float(off.replace(",", "")), float(bf16.replace(",", ""))
     assert off > 0 and bf16 > 0 and float(ratio.rstrip("x")) == pytest.approx(bf16 / off, rel=0.05)
     assert 0 < float(change) < 0.05 and changed.endswith("%")
+
+
+def test_a_generator_trained_from_saved_training_images_serves_the_validation_run(tmp_path):
+    # --save-training writes the images a --validation run trains on, in its order: a generator
+    # trained from that file with the row's seed records the row's labelled images.
+    from genaug.cli import main as cli
+
+    data = tmp_path / "train.npz"
+    augmentation.main(["--tiny", "--validation", "100", "--save-training", str(data)])
+    with np.load(data) as f:
+        assert f["images"].shape == (700, 28, 28) and f["images"].dtype == np.uint8 and len(f["labels"]) == 700
+    assert cli(["train", "cvae", "--data", str(data), "--labels-per-class", "8", "--seed", "1000",
+                "--max-steps", "3", "--labeller-epochs", "1", "--no-progress", "--out", str(tmp_path / "semi")]) == 0
+    table = augmentation.main(["--tiny", "--validation", "100", "--out", str(tmp_path / "val"), "--seeds", "1",
+                               "--labels", "10", "--cases", "low", "--rows", "semi",
+                               "--semi-generator", str(tmp_path / "semi"), "--semi-bank", "5"])
+    assert len(table["rows"]) == 2 and "validation" in table["text"]
+    with pytest.raises(SystemExit, match="exists"):  # never over a file
+        augmentation.main(["--tiny", "--validation", "100", "--save-training", str(data)])
+    # Without --validation the run trains on other images: the same generator is refused.
+    with pytest.raises(SystemExit, match="other labelled images"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "test"), "--seeds", "1", "--labels", "10",
+                           "--cases", "low", "--rows", "semi", "--semi-generator", str(tmp_path / "semi")])
