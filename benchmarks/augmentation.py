@@ -60,6 +60,8 @@ import numpy as np
 import torch
 
 import genaug
+from genaug.checkpoint import load_module, save_module
+from genaug.cli import field_values
 from genaug.data import MNISTSample, as_tensors, load_mnist
 from genaug.data.hdf5 import export_hdf5, weights_sha256
 from genaug.generators import FilterConfig, FilteredGenerator, with_sampling
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not 0.0 <= args.bank_gate < 1.0:
         ap.error(f"--bank-gate must be a probability in [0, 1), got {args.bank_gate}")
     try:
-        args.bank_sampling = _sampling_fields(args.bank_sampling)
+        args.bank_sampling = field_values("--bank-sampling", args.bank_sampling)
     except ValueError as err:
         ap.error(str(err))
     out = Path(args.out)
@@ -174,20 +176,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = report(out)
     print(table["text"])
     return table
-
-
-def _sampling_fields(items: list[str]) -> dict[str, Any]:
-    """``["sample_steps=40", ...]`` as a dict (values read as JSON where they parse)."""
-    fields: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--bank-sampling expects FIELD=VALUE, got {item!r}")
-        try:
-            fields[key] = json.loads(value)
-        except json.JSONDecodeError:
-            fields[key] = value
-    return fields
 
 
 def save_training(path: Path, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -491,6 +479,7 @@ class Runner:
         a = self.args
         threshold = min(a.bank_gate, 0.05) if self.tiny else a.bank_gate  # a 3-step CNN is near uniform
         folder = self.out / "gen" / f"semi-gate-{n}-seed{seed}-steps{a.bank_gate_steps}"
+        sha = weights_sha256(gen)
         if not (folder / "config.json").exists():
             labels_path = Path(self.semi_folder(seed)) / PSEUDO_LABELS_NAME
             if not labels_path.is_file():
@@ -502,11 +491,11 @@ class Runner:
             steps = 3 if self.tiny else a.bank_gate_steps
             cnn = train_augmented_classifier(self.x, pseudo, steps=steps, num_classes=gen.num_classes,
                                              seed=1000 + seed, device=a.device)
-            FilteredGenerator(gen, cnn.cpu(), config=FilterConfig(min_confidence=threshold)).save_pretrained(folder)
-        saved = genaug.load_generator(str(folder))
-        if weights_sha256(saved.base) != weights_sha256(gen):
+            save_module(cnn.cpu(), "classifier", cnn.config, folder, provenance={"generator_sha256": sha})
+        cnn, card = load_module(folder)
+        if card.get("provenance", {}).get("generator_sha256") != sha:
             raise SystemExit(f"{folder} holds a gate trained for a generator with other weights: give another --out")
-        return FilteredGenerator(gen, saved.judge, config=FilterConfig(min_confidence=threshold))
+        return FilteredGenerator(gen, cnn, config=FilterConfig(min_confidence=threshold))
 
     def imbalanced_generator(self, seed: int, keep: torch.Tensor) -> Any:
         extra = {"max_steps": 3} if self.tiny else {}

@@ -101,6 +101,24 @@ SEED = _int_at_least(0)
 TRUNCATION = _float_in(0.0, 1.0, low_open=True)
 
 
+def field_values(flag: str, items: list[str], fields: list[str] | None = None) -> dict[str, Any]:
+    """``["sample_steps=40", ...]`` as a dict, each value read as JSON where it parses (else a string).
+
+    With ``fields``, every FIELD must be one of them; a bad item raises ``ValueError`` naming ``flag``.
+    """
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or (fields is not None and key not in fields):
+            expected = f"FIELD=VALUE with FIELD one of {fields}" if fields is not None else "FIELD=VALUE"
+            raise ValueError(f"{flag} expects {expected}, got {item!r}")
+        try:
+            values[key] = json.loads(value)
+        except json.JSONDecodeError:
+            values[key] = value
+    return values
+
+
 def _command_line() -> str:
     """This invocation as a shell command, recorded in cards to reproduce a run."""
     return "genaug " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -190,14 +208,7 @@ def _train(args: argparse.Namespace) -> int:
         if not isinstance(from_file, dict):
             raise ValueError(f"--config {args.config}: expected a JSON object, got {type(from_file).__name__}")
         settings.update(from_file)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or key not in config_fields(args.family):
-            raise ValueError(f"--set expects FIELD=VALUE with FIELD one of {config_fields(args.family)}, got {item!r}")
-        try:
-            settings[key] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key] = value
+    settings.update(field_values("--set", args.set or [], config_fields(args.family)))
     settings["family"] = args.family
     for key in ("epochs", "batch_size", "seed", "max_steps", "device", "labels_per_class", "labeller_epochs",
                 "labeller_student_steps", "labeller_student_rounds", "min_confidence"):

@@ -12,6 +12,9 @@ import torch
 from conftest import REPO
 from safetensors.torch import load_file
 
+from genaug.checkpoint import load_module
+from genaug.data.hdf5 import weights_sha256
+
 sys.path.insert(0, str(REPO / "benchmarks"))
 import augmentation  # noqa: E402
 
@@ -122,6 +125,16 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
     with pytest.raises(SystemExit, match="exported with other weights sha256"):
         augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10", "--cases",
                            "low", "--rows", "semi", "--semi-generator", str(tmp_path / "changed"), "--semi-bank", "5"])
+    # The gate's folder keeps its CNN alone, with the hash of the weights it was trained for.
+    gate_folder = tmp_path / "out" / "gen" / "semi-gate-8-seed0-steps3"
+    _, card = load_module(gate_folder)
+    assert card["family"] == "classifier" and not list(gate_folder.glob("base*"))
+    assert card["provenance"]["generator_sha256"] == weights_sha256(augmentation.genaug.load_generator(
+        given.format(seed=0)))
+    with pytest.raises(SystemExit, match="holds a gate trained for a generator with other weights"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10", "--cases",
+                           "low", "--rows", "semi", "--semi-generator", str(tmp_path / "changed"), "--semi-bank", "5",
+                           "--bank-gate", "0.2", "--bank-gate-steps", "3"])
 
 
 def test_transfer_row_draws_from_an_exported_file(tmp_path):

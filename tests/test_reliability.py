@@ -21,7 +21,7 @@ from PIL import Image
 
 import genaug
 from genaug._io import DiskFullError, OutputInUseError, atomic_write, output_lock
-from genaug.cli import build_parser, main
+from genaug.cli import build_parser, field_values, main
 from genaug.data.hdf5 import HDF5Dataset, export_hdf5
 from genaug.transforms import SyntheticBatchMix, SyntheticReplace
 
@@ -393,6 +393,19 @@ BAD_ARGUMENTS = [
     ([], "the following arguments are required: COMMAND"),
     (["fly"], "argument COMMAND: invalid choice: 'fly'"),
 ]
+
+
+def test_field_values_reads_json_values_and_names_the_flag_on_bad_items():
+    got = field_values("--bank-sampling", ["sample_steps=40", "guidance=0.5", "name=cddpm", "flag=true"])
+    assert got == {"sample_steps": 40, "guidance": 0.5, "name": "cddpm", "flag": True}
+    assert field_values("--set", ["lr=1e-3"], ["lr", "epochs"]) == {"lr": 1e-3}
+    bad = [(["sample_steps"], None, "--bank-sampling expects FIELD=VALUE, got 'sample_steps'"),
+           (["=3"], None, "--bank-sampling expects FIELD=VALUE, got '=3'"),
+           (["nope=1"], ["lr"], "--bank-sampling expects FIELD=VALUE with FIELD one of ['lr']")]
+    for items, fields, message in bad:
+        with pytest.raises(ValueError) as err:
+            field_values("--bank-sampling", items, fields)
+        assert message in str(err.value)
 
 
 @pytest.mark.parametrize(("argv", "message"), BAD_ARGUMENTS, ids=[" ".join(a) or "(none)" for a, _ in BAD_ARGUMENTS])
