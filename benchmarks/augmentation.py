@@ -492,7 +492,10 @@ class Runner:
             cnn = train_augmented_classifier(self.x, pseudo, steps=steps, num_classes=gen.num_classes,
                                              seed=1000 + seed, device=a.device)
             save_module(cnn.cpu(), "classifier", cnn.config, folder, provenance={"generator_sha256": sha})
-        cnn, card = load_module(folder)
+        try:
+            cnn, card = load_module(folder)
+        except genaug.CheckpointError as err:  # e.g. a gate folder of an earlier version of this script
+            raise SystemExit(f"{folder} does not hold a gate's CNN ({err}): give another --out") from None
         if card.get("provenance", {}).get("generator_sha256") != sha:
             raise SystemExit(f"{folder} holds a gate trained for a generator with other weights: give another --out")
         return FilteredGenerator(gen, cnn, config=FilterConfig(min_confidence=threshold))

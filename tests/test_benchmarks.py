@@ -135,6 +135,12 @@ def test_semi_row_takes_a_generator_trained_beforehand_through_a_bank(tmp_path):
         augmentation.main(["--tiny", "--out", str(tmp_path / "out"), "--seeds", "1", "--labels", "10", "--cases",
                            "low", "--rows", "semi", "--semi-generator", str(tmp_path / "changed"), "--semi-bank", "5",
                            "--bank-gate", "0.2", "--bank-gate-steps", "3"])
+    # A folder there that holds something else (here a generator) is refused in one line, not a traceback.
+    changed.save_pretrained(tmp_path / "other-out" / "gen" / "semi-gate-8-seed0-steps3")
+    with pytest.raises(SystemExit, match="does not hold a gate's CNN"):
+        augmentation.main(["--tiny", "--out", str(tmp_path / "other-out"), "--seeds", "1", "--labels", "10",
+                           "--cases", "low", "--rows", "semi", "--semi-generator", given, "--semi-bank", "5",
+                           "--bank-gate", "0.2", "--bank-gate-steps", "3"])
 
 
 def test_transfer_row_draws_from_an_exported_file(tmp_path):
