@@ -10,13 +10,21 @@ and generator files; the plain loop does none of it. The ratio is loop / plain.
 (bfloat16 autocast, on the CPU too), alternating the two in one process; the ratio is
 bf16 / float32. bf16 pays off on CPUs with AVX512-BF16 or AMX (``lscpu | grep bf16``).
 
+``--models NAME=JSON ...`` instead compares the Trainer with other model settings of each family
+(the ``model`` overrides of ``genaug train --set 'model={...}'``), alternating them in one process
+under ``--model-amp``; the ratio is each one's step time over the first one's, so it says what a
+wider network costs per step before a long run is planned.
+
     python benchmarks/train_throughput.py --steps 60 --batch-size 64
     python benchmarks/train_throughput.py --amp --families cddpm cdcgan cvae --steps 30 --batch-size 128
+    python benchmarks/train_throughput.py --families cddpm --steps 20 --batch-size 128 --model-amp bf16 \
+        --models 'w32={"channels": [32, 64]}' 'w48={"channels": [48, 96]}' 'w64={"channels": [64, 128]}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -102,10 +110,12 @@ def plain_loop(family: str, cfg: TrainConfig, model_cfg, x: torch.Tensor, y: tor
     return steps * bs / (time.perf_counter() - start)
 
 
-def genaug_loop(family: str, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, amp: str = "off"):
+def genaug_loop(family: str, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, amp: str = "off",
+                model: dict | None = None):
     """(rate in the loop, rate end to end incl. the final checkpoint, grid and generator files, trainer)."""
     cfg = TrainConfig(family=family, max_steps=steps, epochs=10**6, batch_size=batch_size, progress=False,
-                      device="cpu", tensorboard="off", checkpoint_every=0, log_every=10**9, amp=amp)
+                      device="cpu", tensorboard="off", checkpoint_every=0, log_every=10**9, amp=amp,
+                      model=dict(model or {}))
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, (x, y), out_dir=out)
         start = time.perf_counter()
@@ -123,7 +133,14 @@ def main() -> None:
     ap.add_argument("--families", nargs="*", default=list_training_families())
     ap.add_argument("--data-root", default=None, help="folder with MNIST/raw (default: bundled sample)")
     ap.add_argument("--amp", action="store_true", help="compare amp='off' with amp='bf16' instead")
+    ap.add_argument("--models", nargs="+", metavar="NAME=JSON", type=model_variant,
+                    help="compare these model settings of each family instead (the first is the reference)")
+    ap.add_argument("--model-amp", choices=("off", "bf16"), default="off", help="amp of the --models runs")
     args = ap.parse_args()
+    if args.models and args.amp:
+        ap.error("--models and --amp are two different comparisons: give one")
+    if args.models and len({name for name, _ in args.models}) != len(args.models):
+        ap.error(f"--models names must differ, got {[name for name, _ in args.models]}")
     if args.data_root and full_mnist_available(args.data_root):
         x, y = as_tensors(load_mnist(args.data_root))
         source = "MNIST train"
@@ -135,6 +152,9 @@ def main() -> None:
           f"threads {torch.get_num_threads()}; median of {args.repeats}")
     if args.amp:
         compare_amp(args, x, y)
+        return
+    if args.models:
+        compare_models(args, x, y)
         return
     print(f"{'family':<12}{'genaug loop':>12}{'end-to-end':>12}{'plain loop':>12}{'ratio':>8}  (img/s)")
     for family in args.families:
@@ -166,6 +186,40 @@ def compare_amp(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> N
                 rates[amp].append(genaug_loop(family, x, y, args.steps, args.batch_size, amp)[0])
         a, b = statistics.median(rates["off"]), statistics.median(rates["bf16"])
         print(f"{family:<12}{a:>12.0f}{b:>12.0f}{b / a:>8.2f}", flush=True)
+
+
+def model_variant(text: str) -> tuple[str, dict]:
+    """``NAME=JSON`` (a JSON object of model settings) as (name, settings)."""
+    name, sep, value = text.partition("=")
+    try:
+        settings = json.loads(value) if sep and name else None
+    except json.JSONDecodeError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise argparse.ArgumentTypeError(f"expected NAME=JSON with a JSON object, e.g. "
+                                         f"'w48={{\"channels\": [48, 96]}}', got {text!r}")
+    return name, settings
+
+
+def compare_models(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> None:
+    """The Trainer's in-loop rate for each model setting, alternated per repeat."""
+    names = [name for name, _ in args.models]
+    print(f"amp {args.model_amp}")
+    print(f"{'family':<12}{'model':<16}{'weights':>12}{'img/s':>10}{'step time ratio':>18}")
+    for family in args.families:
+        sizes = {}
+        for name, settings in args.models:  # warm-up, and each one's size
+            trainer = genaug_loop(family, x, y, 2, args.batch_size, args.model_amp, settings)[2]
+            sizes[name] = sum(p.numel() for net in trainer.recipe.nets.values() for p in net.parameters())
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(args.repeats):
+            for name, settings in (args.models if r % 2 == 0 else args.models[::-1]):
+                rates[name].append(genaug_loop(family, x, y, args.steps, args.batch_size, args.model_amp,
+                                               settings)[0])
+        ref = statistics.median(rates[names[0]])
+        for name in names:
+            rate = statistics.median(rates[name])
+            print(f"{family:<12}{name:<16}{sizes[name]:>12,}{rate:>10.0f}{ref / rate:>18.2f}", flush=True)
 
 
 if __name__ == "__main__":

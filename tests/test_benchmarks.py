@@ -290,6 +290,30 @@ def test_train_throughput_amp_compares_float32_and_bf16():
     assert float(ratio) == pytest.approx(float(bf16) / float(off), rel=0.05)
 
 
+def test_train_throughput_models_compares_model_settings():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--families", "cddpm", "--steps", "2",
+         "--batch-size", "8", "--repeats", "1", "--models", 'narrow={"channels": [16, 32]}',
+         'wide={"channels": [32, 64]}'],
+        capture_output=True, text=True, check=True, cwd=REPO, timeout=300,
+    ).stdout
+    header, *rows = out.strip().splitlines()[-3:]
+    assert header.split() == ["family", "model", "weights", "img/s", "step", "time", "ratio"]
+    (_, n1, w1, r1, q1), (_, n2, w2, r2, q2) = (row.split() for row in rows)
+    assert (n1, n2) == ("narrow", "wide")
+    assert int(w2.replace(",", "")) > 2 * int(w1.replace(",", ""))  # the settings reached the model
+    assert float(q1) == 1.0 and float(q2) == pytest.approx(float(r1) / float(r2), rel=0.05)
+
+
+@pytest.mark.parametrize("models", [["x=[1]"], ["a={}", "a={}"], ["noequals"]])
+def test_train_throughput_models_refuses_bad_settings(models):
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--models", *models],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert res.returncode == 2 and "--models" in res.stderr
+
+
 def test_sampling_amp_compares_float32_and_bf16():
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "sampling.py"), "--amp", "--generators", "mnist-cvae",
